@@ -1,0 +1,87 @@
+"""The Starlette application: routes, middleware, error handlers, lifespan.
+
+Startup never blocks the server: the lifespan starts a task that connects to
+the database (retrying transient failures) and applies migrations, while
+/health already answers 200 and the API answers 503 with Retry-After. A
+permanent failure (bad password, missing database...) is reported through
+`on_fatal`, which the server uses to stop with the named cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from backend import openapi
+from backend.auth import TokenVerifier
+from backend.database import Database
+from backend.endpoints import health, me, tasks
+from backend.errors import (
+    ApiError,
+    AppError,
+    handle_api_error,
+    handle_http_exception,
+    handle_unexpected,
+)
+from backend.middleware import middleware
+from backend.migrations import LATEST_VERSION, apply_migrations
+from backend.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+FatalHandler = Callable[[AppError], None]
+
+
+def create_app(settings: Settings | None = None, *, on_fatal: FatalHandler | None = None) -> Starlette:
+    """Build the application; nothing connects until its lifespan starts."""
+    settings = settings or load_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        startup = asyncio.create_task(_start(app, settings, on_fatal))
+        try:
+            yield
+        finally:
+            startup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await startup
+            await app.state.verifier.aclose()
+            await app.state.db.disconnect()
+
+    app = Starlette(
+        routes=[*tasks.routes, *me.routes, *health.routes, *openapi.routes],
+        middleware=middleware(settings),
+        exception_handlers={
+            ApiError: handle_api_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = Database(settings)
+    app.state.verifier = TokenVerifier(settings)
+    app.state.ready = False
+    app.state.fatal = None
+    app.state.openapi = None
+    return app
+
+
+async def _start(app: Starlette, settings: Settings, on_fatal: FatalHandler | None) -> None:
+    db: Database = app.state.db
+    try:
+        await db.connect_with_retry(settings.db_connect_retry_seconds)
+        await apply_migrations(db)
+    except AppError as error:
+        logger.error("Cannot start: %s: %s. %s", error.code, error.message, error.fix)
+        app.state.fatal = error
+        if on_fatal is not None:
+            on_fatal(error)
+        return
+    app.state.ready = True
+    logger.info("Ready: %s at schema version %d", db.target.display, LATEST_VERSION)

@@ -1,0 +1,234 @@
+"""DATABASE_URL as people paste it, turned into what `databases` + asyncpg need.
+
+`databases` builds asyncpg's arguments from the URL's parts and ignores
+`sslmode` (even `sslmode=disable` connects over TLS), and plain asyncpg sends
+unknown options such as Neon's `channel_binding` to the server, which rejects
+them. So the URL is parsed here: the scheme is normalised, the query becomes
+asyncpg keyword arguments, and anything not understood is an error that names
+the parameter rather than being silently dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ssl
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from backend.errors import DatabaseURLError
+
+_ROOT: Final = Path(__file__).resolve().parent.parent
+
+_POSTGRES_SCHEMES: Final = {
+    "postgres",
+    "postgresql",
+    "postgresql+asyncpg",
+    "postgresql+psycopg",
+    "postgresql+psycopg2",
+}
+_SQLITE_SCHEMES: Final = {"sqlite", "sqlite+aiosqlite"}
+_SSL_MODES: Final = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+_SSL_ALIASES: Final = {"true": "require", "false": "disable", "1": "require", "0": "disable"}
+_CHANNEL_BINDING: Final = {"disable", "prefer", "require"}
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseTarget:
+    """A normalised database location and the driver options it needs."""
+
+    dialect: str  # "postgresql" or "sqlite"
+    url: str  # for `databases`: normalised scheme, no query string
+    options: dict[str, Any]  # asyncpg keyword arguments
+    host: str = ""
+    port: int = 5432
+    database: str = ""
+    user: str = ""
+    sqlite_path: Path | None = None
+
+    @property
+    def pooled(self) -> bool:
+        """True for a PgBouncer in transaction mode (Neon's `-pooler` hosts)."""
+        return self.options.get("statement_cache_size") == 0
+
+    @property
+    def display(self) -> str:
+        """Where it points, for messages: no password, ever."""
+        if self.sqlite_path is not None:
+            return f"SQLite file {self.sqlite_path}"
+        return f"{self.user or '(default user)'}@{self.host}:{self.port}/{self.database}"
+
+
+def parse_database_url(raw: str) -> DatabaseTarget:
+    """Parse and normalise a database URL; raise `DatabaseURLError` naming what is wrong."""
+    scheme, sep, _ = raw.partition("://")
+    scheme = scheme.lower()
+    if not sep:
+        raise DatabaseURLError(
+            f"is {mask_url(raw)[:60]!r}, not a URL",
+            "write it as postgresql://user:password@host:5432/dbname or sqlite:///var/todo.sqlite3",
+        )
+    if scheme in _POSTGRES_SCHEMES:
+        return _parse_postgres(raw)
+    if scheme in _SQLITE_SCHEMES:
+        return _parse_sqlite(raw)
+    raise DatabaseURLError(
+        f"uses the scheme {scheme!r}, which this backend does not support",
+        "use postgresql://... (PostgreSQL, Neon) or sqlite:///path (embedded)",
+    )
+
+
+def mask_url(raw: str) -> str:
+    """The URL with its password replaced by `***` (best effort on broken input)."""
+    try:
+        parts = urlsplit(raw)
+        password = parts.password
+    except ValueError:
+        password = None
+        parts = None
+    if parts is None or not password:
+        head, at, tail = raw.rpartition("@")
+        if at and ":" in head.split("//", 1)[-1]:
+            user = head.split("//", 1)[-1].split(":", 1)[0]
+            return f"{head.split('//', 1)[0]}//{user}:***@{tail}"
+        return raw
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    if netloc == parts.netloc:  # password was percent-encoded in the original
+        user, _, host = parts.netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _parse_postgres(raw: str) -> DatabaseTarget:
+    try:
+        parts = urlsplit(raw)
+        port = parts.port or 5432
+    except ValueError:
+        raise DatabaseURLError(
+            "has a port that is not a number from 1 to 65535",
+            "write the port as digits after the host, e.g. host:5432",
+        ) from None
+    database = parts.path.lstrip("/")
+    if not database:
+        raise DatabaseURLError(
+            "names no database",
+            "add the database name after the host, e.g. postgresql://user@host:5432/todo",
+        )
+    query = _query(parts.query)
+    options = _postgres_options(query, parts.hostname or "")
+    host = str(options.get("host") or parts.hostname or "")
+    if not host:
+        raise DatabaseURLError("names no host", "write it as postgresql://user:password@host:5432/dbname")
+    url = f"postgresql://{parts.netloc or 'localhost'}{parts.path}"
+    return DatabaseTarget(
+        "postgresql",
+        url,
+        options,
+        host=host,
+        port=port,
+        database=unquote(database),
+        user=unquote(parts.username or ""),
+    )
+
+
+def _query(query: str) -> dict[str, str]:
+    pairs = parse_qsl(query, keep_blank_values=True)
+    seen: dict[str, str] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DatabaseURLError(f"sets {key!r} twice", f"keep one {key}= in the query string")
+        seen[key] = value
+    return seen
+
+
+def _postgres_options(query: dict[str, str], hostname: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    server_settings: dict[str, str] = {}
+    mode = _ssl_mode(query, hostname)
+    if mode is not None:
+        options["ssl"] = _ssl_option(mode, query.pop("sslrootcert", None))
+    elif "sslrootcert" in query:
+        raise DatabaseURLError("sets sslrootcert without sslmode", "add sslmode=verify-full (or verify-ca)")
+    binding = query.pop("channel_binding", "prefer")
+    if binding not in _CHANNEL_BINDING:
+        raise DatabaseURLError(f"has channel_binding={binding!r}", "use channel_binding=require, prefer or disable")
+    # asyncpg cannot do SCRAM channel binding; the TLS from sslmode still applies.
+    if query.pop("pgbouncer", "").lower() == "true" or "-pooler." in hostname:
+        options["statement_cache_size"] = 0
+    for key, value in query.items():
+        if key == "connect_timeout":
+            options["timeout"] = _number(key, value)
+        elif key == "statement_cache_size":
+            options["statement_cache_size"] = int(_number(key, value))
+        elif key in ("application_name", "options"):
+            server_settings[key] = value
+        elif key in ("host", "target_session_attrs"):
+            options[key] = value
+        else:
+            raise DatabaseURLError(
+                f"has the query parameter {key!r}, which this backend does not understand",
+                "remove it (supported: sslmode, sslrootcert, channel_binding, connect_timeout, "
+                "application_name, options, host, target_session_attrs, statement_cache_size, pgbouncer)",
+            )
+    if server_settings:
+        options["server_settings"] = server_settings
+    return options
+
+
+def _ssl_mode(query: dict[str, str], hostname: str) -> str | None:
+    raw = query.pop("sslmode", None) or query.pop("ssl", None)
+    if raw is None:
+        # Neon accepts TLS connections only; say so instead of failing the handshake.
+        return "require" if hostname.endswith(".neon.tech") else None
+    mode = _SSL_ALIASES.get(raw.lower(), raw.lower())
+    if mode not in _SSL_MODES:
+        raise DatabaseURLError(f"has sslmode={raw!r}", f"use one of {', '.join(sorted(_SSL_MODES))}")
+    return mode
+
+
+def _ssl_option(mode: str, rootcert: str | None) -> str | bool | ssl.SSLContext:
+    if mode == "disable":
+        return False
+    if rootcert is None or mode not in ("verify-ca", "verify-full"):
+        return mode
+    try:
+        context = ssl.create_default_context(cafile=None if rootcert == "system" else rootcert)
+    except (OSError, ssl.SSLError) as error:
+        raise DatabaseURLError(
+            f"has sslrootcert={rootcert!r}, which cannot be loaded ({error})",
+            "point sslrootcert at the CA certificate file, or use sslrootcert=system",
+        ) from None
+    context.check_hostname = mode == "verify-full"
+    return context
+
+
+def _number(key: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise DatabaseURLError(f"has {key}={value!r}, not a non-negative number", f"set {key} to a number")
+    return number
+
+
+def _parse_sqlite(raw: str) -> DatabaseTarget:
+    _, _, rest = raw.partition("://")
+    path_text, _, query = rest.partition("?")
+    if query:
+        raise DatabaseURLError("has a query string, which SQLite URLs here do not take", "remove everything after '?'")
+    if not path_text.startswith("/"):
+        raise DatabaseURLError(
+            "is a SQLite URL without a path",
+            "write sqlite:///var/todo.sqlite3 (relative to the project) or sqlite:////absolute/path",
+        )
+    path_text = path_text[1:]
+    if path_text in ("", ":memory:") or path_text.startswith("file:"):
+        raise DatabaseURLError(
+            "is an in-memory SQLite database, which loses its tables between connections",
+            "use a file, e.g. sqlite:///var/todo.sqlite3",
+        )
+    path = Path(path_text)
+    if not path.is_absolute():
+        path = _ROOT / path
+    return DatabaseTarget("sqlite", f"sqlite:///{path}", {}, database=path.name, sqlite_path=path)

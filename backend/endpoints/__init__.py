@@ -1,0 +1,16 @@
+"""HTTP endpoints, one module per resource; each exports its `routes`."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from backend.database import Database
+from backend.errors import ServiceUnavailableError
+
+
+def database(request: Request) -> Database:
+    """The application's database, or a 503 while startup has not finished."""
+    if not request.app.state.ready:
+        raise ServiceUnavailableError("The service is starting and its database is not ready yet; retry shortly")
+    db: Database = request.app.state.db
+    return db

@@ -1,0 +1,232 @@
+"""The exception hierarchy, and its rendering as RFC 9457 problem+json.
+
+    AppError                      a failure a user can cause; has a stable `code`
+    ├── SettingsError             CONFIG_INVALID: every bad setting at once
+    ├── DatabaseURLError          DATABASE_URL_INVALID
+    ├── PortInUseError            PORT_IN_USE (backend/server.py raises it)
+    ├── DatabaseUnreachableError  DB_*: connecting failed, classified
+    └── ApiError                  answered to an HTTP client as problem+json
+        ├── MalformedJSONError       400 INVALID_JSON
+        ├── UnauthorizedError        401 TOKEN_MISSING / TOKEN_INVALID / TOKEN_EXPIRED
+        ├── ForbiddenError           403 USER_MISMATCH
+        ├── NotFoundError            404 TASK_NOT_FOUND / NOT_FOUND
+        ├── PayloadTooLargeError     413 BODY_TOO_LARGE
+        ├── UnsupportedMediaTypeError 415 UNSUPPORTED_MEDIA_TYPE
+        ├── ValidationFailedError    422 VALIDATION_FAILED
+        └── ServiceUnavailableError  503 DATABASE_UNAVAILABLE / AUTH_PROVIDER_UNAVAILABLE
+
+Library code raises these; the entry points (the HTTP handlers here, the
+server's main, the invoke tasks) turn them into a response or a line and an
+exit status. Every code is explained in docs/troubleshooting.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from backend.logs import REQUEST_ID
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class AppError(Exception):
+    """Base of every expected failure: a stable code, a message and a fix."""
+
+    code: ClassVar[str] = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        self.message = message
+        self.fix = fix
+        super().__init__(f"{message}. {fix}" if fix else message)
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingProblem:
+    setting: str
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.setting} {self.message}: {self.fix}"
+
+
+class SettingsError(AppError):
+    code = "CONFIG_INVALID"
+
+    def __init__(self, problems: Sequence[SettingProblem]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        count = len(self.problems)
+        super().__init__(f"{count} setting{'s' if count > 1 else ''} invalid:\n{lines}")
+
+
+class DatabaseURLError(AppError):
+    code = "DATABASE_URL_INVALID"
+
+    def __init__(self, reason: str, fix: str) -> None:
+        self.reason = reason
+        super().__init__(f"DATABASE_URL {reason}", fix)
+
+
+class PortInUseError(AppError):
+    code = "PORT_IN_USE"
+
+
+class DatabaseUnreachableError(AppError):
+    """Connecting to the database failed; `code` names the class of failure."""
+
+    def __init__(self, code: str, message: str, fix: str, *, transient: bool) -> None:
+        self.code = code  # type: ignore[misc]  # per-instance: the classified cause
+        self.transient = transient
+        super().__init__(message, fix)
+
+
+class ApiError(AppError):
+    """An error answered as problem+json with `status` and a stable `code`."""
+
+    status: ClassVar[int] = 500
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        errors: list[dict[str, str]] | None = None,
+    ) -> None:
+        if code is not None:
+            self.code = code  # type: ignore[misc]
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.errors = errors
+        super().__init__(detail)
+
+
+class MalformedJSONError(ApiError):
+    status = 400
+    code = "INVALID_JSON"
+
+
+class UnauthorizedError(ApiError):
+    status = 401
+    code = "TOKEN_INVALID"
+
+    def __init__(self, detail: str, *, code: str = "TOKEN_INVALID", oauth_error: str | None = "invalid_token") -> None:
+        # RFC 6750 section 3: no error code when the request had no credentials.
+        challenge = 'Bearer realm="api"'
+        if oauth_error:
+            challenge += f', error="{oauth_error}", error_description="{_quotable(detail)}"'
+        super().__init__(detail, code=code, headers={"WWW-Authenticate": challenge})
+
+
+def _quotable(text: str) -> str:
+    """RFC 6750 allows printable ASCII but `"` and `\\` in error_description."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "'" for c in text)
+
+
+class ForbiddenError(ApiError):
+    status = 403
+    code = "USER_MISMATCH"
+
+
+class NotFoundError(ApiError):
+    status = 404
+    code = "NOT_FOUND"
+
+
+class PayloadTooLargeError(ApiError):
+    status = 413
+    code = "BODY_TOO_LARGE"
+
+
+class UnsupportedMediaTypeError(ApiError):
+    status = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class ValidationFailedError(ApiError):
+    status = 422
+    code = "VALIDATION_FAILED"
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        first = errors[0]
+        detail = f"{first['field']}: {first['message']}"
+        if len(errors) > 1:
+            detail += f" (and {len(errors) - 1} more)"
+        super().__init__(detail, errors=errors)
+
+
+class ServiceUnavailableError(ApiError):
+    status = 503
+    code = "DATABASE_UNAVAILABLE"
+
+    def __init__(self, detail: str, *, code: str = "DATABASE_UNAVAILABLE", retry_after: int = 2) -> None:
+        super().__init__(detail, code=code, headers={"Retry-After": str(retry_after)})
+
+
+_ENCODER = msgspec.json.Encoder()
+
+# Starlette raises HTTPException for unrouted paths and wrong methods.
+_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": f"urn:todo-backend:problem:{code.lower().replace('_', '-')}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    body.update(extra or {})
+    return Response(_ENCODER.encode(body), status, headers=dict(headers or {}), media_type=PROBLEM_CONTENT_TYPE)
+
+
+async def handle_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    extra = {"errors": exc.errors} if exc.errors is not None else None
+    level = logging.WARNING if exc.status >= 500 else logging.INFO
+    logger.log(level, "%s %s -> %d %s: %s", request.method, request.url.path, exc.status, exc.code, exc.detail)
+    return problem_response(exc.status, exc.code, exc.detail, headers=exc.headers, extra=extra)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
+    detail = exc.detail
+    if exc.status_code == 404:
+        detail = f"No route matches {request.url.path!r}; see /openapi.json"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed here; allowed: {(exc.headers or {}).get('Allow', '')}"
+    return problem_response(exc.status_code, code, detail, headers=exc.headers)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    # This handler runs outside the request-id middleware, so it sets the header itself.
+    request_id = REQUEST_ID.get()
+    logger.exception("Unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(
+        500,
+        "INTERNAL_ERROR",
+        f"Unexpected server error; quote request id {request_id} when reporting it",
+        headers={"X-Request-ID": request_id, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"},
+        extra={"request_id": request_id},
+    )

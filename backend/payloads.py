@@ -1,0 +1,183 @@
+"""Turning request bodies and query strings into validated structs.
+
+Bodies are read with a hard size limit (checked on Content-Length and again
+while streaming, so a chunked upload cannot exceed it), parsed with the
+standard json module (it reports duplicate keys and invalid numbers, which
+msgspec would accept silently) and then converted to a schema by msgspec in
+strict mode, which names the path of each bad field.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Final, TypeVar
+
+import msgspec
+from starlette.requests import Request
+
+from backend.errors import (
+    MalformedJSONError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+    ValidationFailedError,
+)
+from backend.schemas import TITLE_MAX
+
+MAX_BODY_BYTES: Final = 64 * 1024
+
+StructT = TypeVar("StructT", bound=msgspec.Struct)
+
+
+async def read_body(request: Request, schema: type[StructT], *, optional: bool = False) -> StructT | None:
+    """Read, parse and validate a JSON body; `None` when optional and absent."""
+    raw = await _read_limited(request)
+    if optional and not raw.strip():
+        return None
+    _require_json_content_type(request)
+    document = _parse_json(raw)
+    value = _convert(document, schema, "body", strict=True)
+    errors = _text_errors(value)
+    if errors:
+        raise ValidationFailedError(errors)
+    return value
+
+
+def read_query(request: Request, schema: type[StructT]) -> StructT:
+    """Validate the query string against `schema` (unknown parameters are ignored)."""
+    params: dict[str, Any] = {}
+    for key, value in request.query_params.multi_items():
+        if key in schema.__struct_fields__:
+            if key in params:
+                raise ValidationFailedError([_error(key, "query", "must be given once")])
+            params[key] = value
+    value = _convert(params, schema, "query", strict=False)
+    errors = _text_errors(value, location="query")
+    if errors:
+        raise ValidationFailedError(errors)
+    return value
+
+
+async def _read_limited(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large() -> PayloadTooLargeError:
+    return PayloadTooLargeError(f"The body is larger than {MAX_BODY_BYTES} bytes; a task is far smaller")
+
+
+def _require_json_content_type(request: Request) -> None:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not (media_type.startswith("application/") and media_type.endswith("+json")):
+        shown = media_type or "none"
+        raise UnsupportedMediaTypeError(f"Content-Type is {shown}; send JSON with Content-Type: application/json")
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
+    except RecursionError:
+        raise MalformedJSONError("The JSON body is nested too deeply") from None
+    except ValueError as error:  # includes JSONDecodeError and UnicodeDecodeError
+        raise MalformedJSONError(f"The body is not valid JSON: {_short(error)}") from None
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise ValueError(f"the key {duplicate[:50]!r} appears twice")
+    return document
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _short(error: ValueError) -> str:
+    return str(error)[:200]
+
+
+def _convert(document: Any, schema: type[StructT], location: str, *, strict: bool) -> StructT:
+    try:
+        return msgspec.convert(document, schema, strict=strict)
+    except msgspec.ValidationError as error:
+        raise ValidationFailedError([_field_error(str(error), location)]) from None
+
+
+def _field_error(message: str, location: str) -> dict[str, str]:
+    # msgspec: "Expected `bool`, got `str` - at `$.completed`"
+    text, _, path = message.partition(" - at `")
+    field = path.rstrip("`").removeprefix("$").removeprefix(".") or location
+    if text.startswith("Object missing required field"):
+        field = text.rsplit("`", 2)[-2]
+        text = "is required"
+    elif text.startswith("Object contains unknown field"):
+        field = text.rsplit("`", 2)[-2]
+        text = "is not a known field" + (" (the user comes from the token)" if field == "user_id" else "")
+    elif text.startswith("Expected `object`"):
+        text = "must be a JSON object"
+    else:
+        text = _EXPECTED.sub(_plain_expectation, text)
+    return _error(field, location, text)
+
+
+# msgspec says "Expected `bool`, got `str`"; users read "must be true or false, not a string".
+_EXPECTED: Final = re.compile(r"Expected `([^`]+)`, got `([^`]+)`")
+_NOUNS: Final = {
+    "bool": "true or false",
+    "str": "a string",
+    "int": "a whole number",
+    "float": "a number",
+    "null": "null",
+    "array": "an array",
+    "object": "an object",
+    "str | null": "a string or null",
+}
+
+
+def _plain_expectation(match: re.Match[str]) -> str:
+    expected, got = match.group(1), match.group(2)
+    return f"must be {_NOUNS.get(expected, expected)}, not {_NOUNS.get(got, got)}"
+
+
+def _error(field: str, location: str, message: str) -> dict[str, str]:
+    return {"field": field, "location": location, "message": message}
+
+
+def _text_errors(value: msgspec.Struct, *, location: str = "body") -> list[dict[str, str]]:
+    """Checks msgspec cannot express: trimmed title length, storable text."""
+    errors: list[dict[str, str]] = []
+    for field in value.__struct_fields__:
+        text = getattr(value, field)
+        if not isinstance(text, str):
+            continue
+        if "\x00" in text or not _is_storable(text):
+            errors.append(_error(field, location, "must be text without NUL characters or lone surrogates"))
+        elif field == "title":
+            title = text.strip()
+            setattr(value, field, title)
+            if not title:
+                errors.append(_error(field, location, "must not be blank"))
+            elif len(title) > TITLE_MAX:
+                errors.append(_error(field, location, f"must be at most {TITLE_MAX} characters (got {len(title)})"))
+    return errors
+
+
+def _is_storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

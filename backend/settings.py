@@ -1,0 +1,335 @@
+"""Configuration: the only module that reads the environment and `.env`.
+
+Values come from the process environment first, then from the `.env` file at
+the project root (found from this file, not from the working directory, so
+`inv` run from `docs/` reads the same file). Every problem is collected and
+raised together in one `SettingsError`, each naming its setting and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from decouple import Config, RepositoryEmpty, RepositoryEnv
+
+from backend.dburl import DatabaseURLError, mask_url, parse_database_url
+from backend.errors import SettingProblem, SettingsError
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+ENV_FILE: Final = ROOT / ".env"
+DEV_SECRET_FILE: Final = ROOT / "var" / "dev-secret"
+DEFAULT_DATABASE_URL: Final = "sqlite:///var/todo.sqlite3"
+
+APP_ENVS: Final = ("development", "production")
+LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+MIN_SECRET_LENGTH: Final = 32
+LOOPBACK_HOSTS: Final = ("127.0.0.1", "::1")
+
+Lookup = Callable[[str], str | None]
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or a message."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and secrets.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Typed, validated settings; built by `load_settings`, then passed down."""
+
+    app_env: str = "development"
+    database_url: str = DEFAULT_DATABASE_URL
+    better_auth_url: str = "http://localhost:3000"
+    jwks_url: str = "http://localhost:3000/api/auth/jwks"
+    secret: Secret | None = None
+    secret_is_generated: bool = False
+    jwt_issuer: str = "http://localhost:3000"
+    jwt_audience: str = "http://localhost:3000"
+    hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    port: int = 8000
+    workers: int = 1
+    cors_origins: tuple[str, ...] = ("http://localhost:3000",)
+    log_level: str = "info"
+    db_pool_size: int = 10
+    db_connect_timeout: float = 5.0
+    db_query_timeout: float = 10.0
+    db_connect_retry_seconds: float = 60.0
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    def __repr__(self) -> str:
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields["database_url"] = mask_url(self.database_url)
+        body = ", ".join(f"{name}={value!r}" for name, value in fields.items())
+        return f"Settings({body})"
+
+
+# Every setting the code reads, with the default `.env.example` documents;
+# a test keeps the two in sync.
+SETTING_NAMES: Final = (
+    "APP_ENV",
+    "DATABASE_URL",
+    "BETTER_AUTH_URL",
+    "BETTER_AUTH_JWKS_URL",
+    "BETTER_AUTH_SECRET",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "HOST",
+    "PORT",
+    "WORKERS",
+    "CORS_ORIGINS",
+    "LOG_LEVEL",
+    "DB_POOL_SIZE",
+    "DB_CONNECT_TIMEOUT",
+    "DB_QUERY_TIMEOUT",
+    "DB_CONNECT_RETRY_SECONDS",
+)
+
+
+def read_env_file(path: Path = ENV_FILE) -> Lookup:
+    """Return a lookup over the environment, then `path` (python-decouple).
+
+    A missing file is fine; an unreadable one raises `SettingsError`.
+    """
+    repository: RepositoryEmpty
+    try:
+        repository = RepositoryEnv(str(path)) if path.is_file() else RepositoryEmpty()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = "is not valid UTF-8" if isinstance(error, UnicodeDecodeError) else str(error)
+        problem = SettingProblem(
+            ".env",
+            f"{path} cannot be read: {reason}",
+            "fix or delete the file; `inv env-check` shows the offending line",
+        )
+        raise SettingsError([problem]) from None
+    config = Config(repository)
+
+    def lookup(name: str) -> str | None:
+        value = config.get(name, default=None)
+        return None if value is None else str(value)
+
+    return lookup
+
+
+def load_settings(env_file: Path = ENV_FILE, *, create_dev_secret: bool = True) -> Settings:
+    """Read, cast and validate every setting; raise one `SettingsError` listing all problems."""
+    return build_settings(read_env_file(env_file), create_dev_secret=create_dev_secret)
+
+
+def build_settings(lookup: Lookup, *, create_dev_secret: bool = False) -> Settings:
+    """Build settings from `lookup` (a name -> raw value function)."""
+    reader = _Reader(lookup)
+    app_env = reader.choice("APP_ENV", "development", APP_ENVS)
+    better_auth_url = reader.url("BETTER_AUTH_URL", "http://localhost:3000")
+    values: dict[str, Any] = {
+        "app_env": app_env,
+        "database_url": reader.database_url("DATABASE_URL", DEFAULT_DATABASE_URL),
+        "better_auth_url": better_auth_url,
+        "jwks_url": reader.url("BETTER_AUTH_JWKS_URL", f"{better_auth_url}/api/auth/jwks"),
+        "jwt_issuer": reader.text("JWT_ISSUER", better_auth_url),
+        "jwt_audience": reader.text("JWT_AUDIENCE", better_auth_url),
+        "hosts": reader.hosts("HOST", "localhost"),
+        "port": reader.integer("PORT", 8000, 1, 65535),
+        "workers": reader.integer("WORKERS", 1, 1, 64),
+        "cors_origins": reader.origins("CORS_ORIGINS", "http://localhost:3000"),
+        "log_level": reader.choice("LOG_LEVEL", "info", LOG_LEVELS, lower=True),
+        "db_pool_size": reader.integer("DB_POOL_SIZE", 10, 1, 1000),
+        "db_connect_timeout": reader.seconds("DB_CONNECT_TIMEOUT", 5.0),
+        "db_query_timeout": reader.seconds("DB_QUERY_TIMEOUT", 10.0),
+        "db_connect_retry_seconds": reader.seconds("DB_CONNECT_RETRY_SECONDS", 60.0, allow_zero=True),
+    }
+    values["secret"] = reader.secret("BETTER_AUTH_SECRET")
+    if values["secret"] is None and app_env == "development" and create_dev_secret:
+        values["secret"] = _development_secret()
+        values["secret_is_generated"] = True
+    if app_env == "production":
+        _check_production(reader, values)
+    if reader.problems:
+        raise SettingsError(reader.problems)
+    return Settings(**values)
+
+
+def _check_production(reader: _Reader, values: Mapping[str, Any]) -> None:
+    if str(values["database_url"]).startswith("sqlite"):
+        reader.fail(
+            "DATABASE_URL",
+            "is SQLite, which production refuses (one file, one machine, no backups)",
+            "set DATABASE_URL to your PostgreSQL URL, e.g. the one Neon shows",
+        )
+    for name, key in (("BETTER_AUTH_URL", "better_auth_url"), ("BETTER_AUTH_JWKS_URL", "jwks_url")):
+        url = urlsplit(str(values[key]))
+        if url.scheme == "http" and not _is_loopback(url.hostname or ""):
+            reader.fail(
+                name,
+                f"is plain http to another host ({values[key]}): keys could be swapped in transit",
+                "use the https:// address of your Better Auth server",
+            )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _development_secret() -> Secret:
+    """A per-checkout random secret, so `inv token` works on a fresh clone."""
+    try:
+        return Secret(DEV_SECRET_FILE.read_text(encoding="ascii").strip())
+    except FileNotFoundError:
+        pass
+    DEV_SECRET_FILE.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(DEV_SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as file:
+        file.write(value + "\n")
+    return Secret(value)
+
+
+class _Reader:
+    """Casts raw values, recording a `SettingProblem` instead of raising."""
+
+    def __init__(self, lookup: Lookup) -> None:
+        self._lookup = lookup
+        self.problems: list[SettingProblem] = []
+
+    def fail(self, name: str, message: str, fix: str) -> None:
+        self.problems.append(SettingProblem(name, message, fix))
+
+    def raw(self, name: str) -> str | None:
+        value = self._lookup(name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def text(self, name: str, default: str) -> str:
+        return self.raw(name) or default
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...], *, lower: bool = False) -> str:
+        value = self.raw(name) or default
+        value = value.lower() if lower else value
+        if value not in choices:
+            self.fail(name, f"is {value!r}, not one of {', '.join(choices)}", f"set {name} to one of {', '.join(choices)}")
+            return default
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            self.fail(name, f"is {value[:40]!r}, not a whole number", f"set {name} to a number from {low} to {high}")
+            return default
+        if not low <= number <= high:
+            self.fail(name, f"is {number}, outside {low}..{high}", f"set {name} to a number from {low} to {high}")
+            return default
+        return number
+
+    def seconds(self, name: str, default: float, *, allow_zero: bool = False) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not (0 <= number if allow_zero else 0 < number) or number > 3600:
+            self.fail(name, f"is {value[:40]!r}, not a number of seconds", f"set {name} to seconds, e.g. {default:g}")
+            return default
+        return number
+
+    def url(self, name: str, default: str) -> str:
+        value = (self.raw(name) or default).rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.fail(name, f"is {value[:80]!r}, not an http(s) URL", f"set {name} like {default}")
+            return default
+        return value
+
+    def database_url(self, name: str, default: str) -> str:
+        value = self.raw(name) or default
+        try:
+            parse_database_url(value)
+        except DatabaseURLError as error:
+            self.fail(name, error.reason, error.fix)
+            return default
+        return value
+
+    def secret(self, name: str) -> Secret | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        if len(value) < MIN_SECRET_LENGTH:
+            self.fail(
+                name,
+                f"is {len(value)} characters; at least {MIN_SECRET_LENGTH} are required",
+                "generate one with `openssl rand -base64 32` and use it on both sides",
+            )
+            return None
+        return Secret(value)
+
+    def hosts(self, name: str, default: str) -> tuple[str, ...]:
+        hosts: list[str] = []
+        for item in (self.raw(name) or default).split(","):
+            host = item.strip().strip("[]")
+            if host == "localhost":
+                hosts.extend(LOOPBACK_HOSTS)
+            elif _is_ip(host):
+                hosts.append(host)
+            else:
+                self.fail(name, f"has {item.strip()!r}, not an IP address", f"set {name} to e.g. 127.0.0.1,::1 or 0.0.0.0")
+        return tuple(dict.fromkeys(hosts)) or LOOPBACK_HOSTS
+
+    def origins(self, name: str, default: str) -> tuple[str, ...]:
+        origins: list[str] = []
+        for item in (self.raw(name) or default).split(","):
+            origin = item.strip().rstrip("/")
+            parts = urlsplit(origin)
+            if origin == "*":
+                self.fail(name, "is '*', which browsers refuse with credentials", f"list the frontend origins, e.g. {default}")
+            elif parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+                self.fail(name, f"has {origin[:80]!r}, not an origin", "write origins as scheme://host[:port], comma-separated")
+            else:
+                origins.append(origin)
+        return tuple(origins)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True

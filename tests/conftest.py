@@ -1,0 +1,194 @@
+"""Fixtures: a fresh database per run (SQLite or a real PostgreSQL), the app
+in-process with its real lifespan, tokens signed like Better Auth's.
+
+TEST_DB=postgresql runs the suite against PostgreSQL: TEST_DATABASE_URL when
+set (a database named todo_test_* is created there and dropped afterwards),
+otherwise a throwaway cluster started with initdb/pg_ctl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from backend.app import create_app
+from backend.settings import Secret, Settings
+from tests.support import pgcluster
+from tests.support.jwks_server import JWKSServer, sign
+
+TEST_DB = os.environ.get("TEST_DB", "sqlite")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+SECRET = "test-shared-secret-" + "s" * 40
+AUTH_URL = "http://localhost:3000"
+
+
+def pytest_report_header() -> str:
+    return f"database: {TEST_DB}"
+
+
+@pytest.fixture(scope="session")
+def jwks() -> Iterator[JWKSServer]:
+    server = JWKSServer()
+    server.add_key("EdDSA", "ed-1")
+    server.add_key("ES256", "es-1")
+    server.add_key("RS256", "rs-1")
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """A PostgreSQL server to create test databases on."""
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    if not pgcluster.available():
+        message = "PostgreSQL tests need TEST_DATABASE_URL or initdb/pg_ctl on PATH"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = pgcluster.PostgresCluster()
+    cluster.start()
+    yield cluster.url()
+    cluster.remove()
+
+
+@pytest.fixture(scope="session")
+async def database_url(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """The URL of a database created for this run and removed after it."""
+    if TEST_DB == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'todo.sqlite3'}"
+        return
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    async with fresh_postgres_database(admin_url) as url:
+        yield url
+
+
+class fresh_postgres_database:  # noqa: N801 - used like a function
+    """`async with fresh_postgres_database(admin_url) as url`: created, then dropped."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.name = f"todo_test_{uuid.uuid4().hex[:12]}"
+
+    async def __aenter__(self) -> str:
+        await self._admin(f'CREATE DATABASE "{self.name}"')
+        base, _, _ = self.admin_url.rpartition("/")
+        return f"{base}/{self.name}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    async def _admin(self, sql: str) -> None:
+        connection = await asyncpg.connect(self.admin_url)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+
+@pytest.fixture
+def settings(database_url: str, jwks: JWKSServer) -> Settings:
+    return Settings(
+        database_url=database_url,
+        better_auth_url=AUTH_URL,
+        jwks_url=jwks.url,
+        secret=Secret(SECRET),
+        jwt_issuer=AUTH_URL,
+        jwt_audience=AUTH_URL,
+        db_connect_retry_seconds=0,
+    )
+
+
+async def wait_ready(app: Starlette, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not app.state.ready:
+        if app.state.fatal is not None:
+            raise AssertionError(f"app failed to start: {app.state.fatal}")
+        if time.monotonic() > deadline:
+            raise AssertionError("app not ready in time")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    """The application with its lifespan running and an empty tasks table."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        await wait_ready(application)
+        await application.state.db.execute("DELETE FROM tasks")
+        yield application
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@dataclasses.dataclass
+class Tokens:
+    """Tokens shaped like Better Auth's: sub, iss, aud, iat, exp (15 min), user fields."""
+
+    jwks: JWKSServer
+
+    def claims(self, sub: str, **overrides: Any) -> dict[str, Any]:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "sub": sub,
+            "iss": AUTH_URL,
+            "aud": AUTH_URL,
+            "iat": now,
+            "exp": now + 900,
+            "id": sub,
+            "email": f"{sub}@example.com",
+            "name": sub.title(),
+            "emailVerified": False,
+        }
+        claims.update(overrides)
+        return {key: value for key, value in claims.items() if value is not None}
+
+    def hs256(self, sub: str, secret: str = SECRET, **overrides: Any) -> str:
+        from joserfc import jwt
+        from joserfc.jwk import OctKey
+
+        return jwt.encode({"alg": "HS256"}, self.claims(sub, **overrides), OctKey.import_key(secret), algorithms=["HS256"])
+
+    def signed(self, sub: str, kid: str = "ed-1", **overrides: Any) -> str:
+        key = next(key for key in self.jwks.keys if key.kid == kid)
+        alg = {"OKP": "EdDSA", "EC": "ES256", "RSA": "RS256"}[key.key_type]
+        return sign(key, alg, self.claims(sub, **overrides))
+
+    def headers(self, sub: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.signed(sub)}"}
+
+
+@pytest.fixture
+def tokens(jwks: JWKSServer) -> Tokens:
+    return Tokens(jwks)
+
+
+@pytest.fixture
+def alice(tokens: Tokens) -> dict[str, str]:
+    return tokens.headers("alice")
+
+
+@pytest.fixture
+def bob(tokens: Tokens) -> dict[str, str]:
+    return tokens.headers("bob")
+
+
+ROOT = Path(__file__).resolve().parent.parent

@@ -1,0 +1,1 @@
+"""Real test doubles: a throwaway PostgreSQL, a JWKS server, a live backend."""
