@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from invoke import task
 from invoke.context import Context
+from invoke.tasks import task
+
+if TYPE_CHECKING:
+    from backend.settings import Settings
 
 
 @task(help={"port": "port to listen on (default: PORT from .env, else 8000)"})
@@ -70,7 +73,7 @@ def token(c: Context, sub: str, ttl: str = "1h", email: str | None = None, name:
         _fail(error)
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> Settings:
     from backend.errors import SettingsError
     from backend.settings import load_settings
 

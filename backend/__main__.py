@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from backend.server import main
+try:
+    from backend.server import main
 
-sys.exit(main())
+    sys.exit(main())
+except KeyboardInterrupt:  # Ctrl+C before the server's own signal handlers are installed
+    sys.exit(130)

@@ -15,7 +15,6 @@ settings; `nbf` and `iat` are checked with a small leeway.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any, Final
 
 from joserfc import jwt
@@ -33,8 +32,6 @@ from starlette.requests import Request
 from backend.errors import ServiceUnavailableError, UnauthorizedError
 from backend.jwks import KeyCache, ProviderUnavailableError
 from backend.settings import Settings
-
-logger = logging.getLogger(__name__)
 
 MAX_TOKEN_LENGTH: Final = 8192
 LEEWAY_SECONDS: Final = 30
@@ -85,28 +82,31 @@ class TokenVerifier:
         if len(token) > MAX_TOKEN_LENGTH:
             raise _invalid(f"The token is longer than {MAX_TOKEN_LENGTH} characters")
         header = _header(token)
-        alg = header.get("alg")
+        alg: str = header["alg"]
         key = await self._key_for(alg, header.get("kid"))
         try:
-            claims = jwt.decode(token, key, algorithms=[str(alg)], registry=self._registries[str(alg)]).claims
+            claims = jwt.decode(token, key, algorithms=[alg], registry=self._registries[alg]).claims
             self._claims_registry().validate(claims)
         except ExpiredTokenError:
-            raise UnauthorizedError("The token has expired; get a fresh one from Better Auth", code="TOKEN_EXPIRED") from None
+            raise UnauthorizedError(
+                "The token has expired; get a fresh one from Better Auth", code="TOKEN_EXPIRED"
+            ) from None
         except BadSignatureError:
             raise _invalid("The token's signature does not verify") from None
         except (InvalidClaimError, MissingClaimError) as error:
             raise _invalid(self._claim_message(error)) from None
-        except (JoseError, ValueError, TypeError, KeyError) as error:
+        except (JoseError, ValueError, TypeError, KeyError, RecursionError) as error:
+            # RecursionError: a payload nested deeper than json.loads can follow.
             raise _invalid(f"The token cannot be decoded ({type(error).__name__})") from None
         return _principal(claims)
 
-    async def _key_for(self, alg: object, kid: object) -> Key:
+    async def _key_for(self, alg: str, kid: object) -> Key:
         if alg == "HS256":
             if self._secret is None:
                 raise _invalid("HS256 tokens are accepted only when BETTER_AUTH_SECRET is set")
             return self._secret
         if alg not in _ASYMMETRIC:
-            raise _invalid(f"The token's algorithm {str(alg)[:20]!r} is not accepted")
+            raise _invalid(f"The token's algorithm {alg[:20]!r} is not accepted")
         if kid is not None and not isinstance(kid, str):
             raise _invalid("The token's kid is not a string")
         try:
@@ -115,10 +115,12 @@ class TokenVerifier:
             raise ServiceUnavailableError(
                 "The auth provider's keys cannot be fetched right now; retry shortly",
                 code="AUTH_PROVIDER_UNAVAILABLE",
-                retry_after=5,
+                retry_after=10,  # the KeyCache refetches unknown kids at most every 10 s
             ) from None
         if found is None:
-            raise _invalid(f"No signing key with kid {str(kid)[:64]!r} at the provider")
+            if kid is None:
+                raise _invalid("The token has no kid, and the provider has more than one signing key")
+            raise _invalid(f"No signing key with kid {kid[:64]!r} at the provider")
         if alg not in found.algorithms:
             raise _invalid(f"The token's algorithm {alg} does not match its key ({', '.join(found.algorithms)})")
         return found.key
@@ -161,18 +163,18 @@ async def authenticate(request: Request) -> Principal:
     if scheme.lower() != "bearer" or not token or " " in token:
         raise UnauthorizedError("The Authorization header must be: Bearer <token>", oauth_error="invalid_request")
     verifier: TokenVerifier = request.app.state.verifier
-    try:
-        return await verifier.verify(token)
-    except UnauthorizedError as error:
-        logger.info("Rejected token: %s", error.detail)
-        raise
+    # A rejection is logged (reason only, never the token) by the problem handler.
+    return await verifier.verify(token)
 
 
 def _header(token: str) -> dict[str, Any]:
     try:
         header = extract_compact(token.encode("ascii")).headers()
-    except (JoseError, ValueError, TypeError, UnicodeError) as error:
+    except (JoseError, ValueError, TypeError, UnicodeError, AttributeError) as error:
+        # AttributeError: joserfc takes the header for an object; JSON "alg" or ["alg"] is not one.
         raise _invalid(f"The token is not a compact JWT ({type(error).__name__})") from None
+    if not isinstance(header, dict) or not isinstance(header.get("alg"), str):
+        raise _invalid("The token's header is not a JSON object with a string alg")
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or typ.lower() not in _TYPES):
         raise _invalid("The token's typ is not JWT")

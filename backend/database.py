@@ -104,9 +104,13 @@ class Database:
                 remaining = deadline - time.monotonic()
                 if not failure.transient or remaining <= 0:
                     raise failure from error
-            wait = min(delay * random.uniform(0.5, 1.5), remaining)
+            wait = min(delay * random.uniform(0.5, 1.5), remaining)  # noqa: S311 - jitter, not a secret
             logger.warning(
-                "Database not ready (attempt %d, %s: %s); retrying in %.1fs", attempt, failure.code, failure.message, wait
+                "Database not ready (attempt %d, %s: %s); retrying in %.1fs",
+                attempt,
+                failure.code,
+                failure.message,
+                wait,
             )
             await asyncio.sleep(wait)
             delay = min(delay * 2, 5.0)
@@ -150,9 +154,7 @@ class Database:
             if isinstance(error, sqlite3.OperationalError) and not _is_sqlite_busy(error):
                 raise
             logger.warning("Database unavailable: %s: %s", type(error).__name__, error)
-            raise ServiceUnavailableError(
-                "The database is unavailable right now; retry shortly"
-            ) from error
+            raise ServiceUnavailableError("The database is unavailable right now; retry shortly") from error
 
 
 def _is_sqlite_busy(error: sqlite3.OperationalError) -> bool:

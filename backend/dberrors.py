@@ -33,55 +33,102 @@ def classify(error: BaseException, target: DatabaseTarget) -> DatabaseUnreachabl
         return _classify_server(error, target, where)
     if isinstance(error, socket.gaierror):
         if error.errno == socket.EAI_AGAIN:
-            return _fail("DB_DNS_TEMPORARY", f"looking up {target.host!r} failed for now ({error.strerror})",
-                         "check the network or DNS; the server retries by itself", transient=True)
-        return _fail("DB_HOST_NOT_FOUND", f"the database host {target.host!r} does not exist (DNS: {error.strerror})",
-                     "fix the host in DATABASE_URL (copy it again from your provider's dashboard)")
+            return _fail(
+                "DB_DNS_TEMPORARY",
+                f"looking up {target.host!r} failed for now ({error.strerror})",
+                "check the network or DNS; the server retries by itself",
+                transient=True,
+            )
+        return _fail(
+            "DB_HOST_NOT_FOUND",
+            f"the database host {target.host!r} does not exist (DNS: {error.strerror})",
+            "fix the host in DATABASE_URL (copy it again from your provider's dashboard)",
+        )
     if isinstance(error, ConnectionRefusedError):
-        return _fail("DB_CONNECTION_REFUSED", f"nothing accepts connections on {where}",
-                     "start PostgreSQL, or fix the host and port in DATABASE_URL", transient=True)
+        return _fail(
+            "DB_CONNECTION_REFUSED",
+            f"nothing accepts connections on {where}",
+            "start PostgreSQL, or fix the host and port in DATABASE_URL",
+            transient=True,
+        )
     if isinstance(error, TimeoutError):
-        return _fail("DB_TIMEOUT", f"{where} did not answer in time",
-                     "check the host, port and firewall; a napping Neon database wakes within seconds",
-                     transient=True)
+        return _fail(
+            "DB_TIMEOUT",
+            f"{where} did not answer in time",
+            "check the host, port and firewall; a napping Neon database wakes within seconds",
+            transient=True,
+        )
     if isinstance(error, ssl.SSLCertVerificationError):
-        return _fail("DB_TLS_VERIFY_FAILED", f"the TLS certificate of {where} does not verify ({error.verify_message})",
-                     "use sslmode=require, or point sslrootcert at the right CA file")
+        return _fail(
+            "DB_TLS_VERIFY_FAILED",
+            f"the TLS certificate of {where} does not verify ({error.verify_message})",
+            "use sslmode=require, or point sslrootcert at the right CA file",
+        )
     if isinstance(error, ConnectionError) and "rejected SSL upgrade" in str(error):
-        return _fail("DB_TLS_UNAVAILABLE", f"{where} does not offer TLS but DATABASE_URL requires it",
-                     "remove sslmode=require for a local server, or enable ssl in postgresql.conf")
+        return _fail(
+            "DB_TLS_UNAVAILABLE",
+            f"{where} does not offer TLS but DATABASE_URL requires it",
+            "remove sslmode=require for a local server, or enable ssl in postgresql.conf",
+        )
     if isinstance(error, OSError):
-        return _fail("DB_UNREACHABLE", f"cannot reach {where}: {error.strerror or error}",
-                     "check the network and the host in DATABASE_URL", transient=True)
-    return _fail("DB_CONNECT_FAILED", f"connecting to {where} failed: {type(error).__name__}: {error}",
-                 "run `inv env-check` for a full diagnosis")
+        return _fail(
+            "DB_UNREACHABLE",
+            f"cannot reach {where}: {error.strerror or error}",
+            "check the network and the host in DATABASE_URL",
+            transient=True,
+        )
+    return _fail(
+        "DB_CONNECT_FAILED",
+        f"connecting to {where} failed: {type(error).__name__}: {error}",
+        "run `inv env-check` for a full diagnosis",
+    )
 
 
 def _classify_server(error: asyncpg.PostgresError, target: DatabaseTarget, where: str) -> DatabaseUnreachableError:
     message = str(error)
     if isinstance(error, asyncpg.InvalidPasswordError):
-        return _fail("DB_AUTH_FAILED", f"password authentication failed for user {target.user!r} on {where}",
-                     "fix the password in DATABASE_URL (Neon: reset it in the dashboard and copy the new URL)")
+        return _fail(
+            "DB_AUTH_FAILED",
+            f"password authentication failed for user {target.user!r} on {where}",
+            "fix the password in DATABASE_URL (Neon: reset it in the dashboard and copy the new URL)",
+        )
     if isinstance(error, asyncpg.InvalidCatalogNameError):
-        return _fail("DB_NOT_FOUND", f"database {target.database!r} does not exist on {where}",
-                     f"create it with `createdb {target.database}` or fix the database name in DATABASE_URL")
+        return _fail(
+            "DB_NOT_FOUND",
+            f"database {target.database!r} does not exist on {where}",
+            f"create it with `createdb {target.database}` or fix the database name in DATABASE_URL",
+        )
     if isinstance(error, asyncpg.CannotConnectNowError):
-        return _fail("DB_STARTING", f"{where} is starting up or shutting down ({message})",
-                     "wait; the server retries by itself", transient=True)
+        return _fail(
+            "DB_STARTING",
+            f"{where} is starting up or shutting down ({message})",
+            "wait; the server retries by itself",
+            transient=True,
+        )
     if isinstance(error, asyncpg.TooManyConnectionsError):
-        return _fail("DB_TOO_MANY_CONNECTIONS", f"{where} has no free connection slots",
-                     "lower DB_POOL_SIZE or WORKERS, or use Neon's pooled (-pooler) host", transient=True)
+        return _fail(
+            "DB_TOO_MANY_CONNECTIONS",
+            f"{where} has no free connection slots",
+            "lower DB_POOL_SIZE or WORKERS, or use Neon's pooled (-pooler) host",
+            transient=True,
+        )
     if "no pg_hba.conf entry" in message and "no encryption" in message:
-        return _fail("DB_TLS_REQUIRED", f"{where} accepts only TLS connections",
-                     "add ?sslmode=require to DATABASE_URL")
+        return _fail("DB_TLS_REQUIRED", f"{where} accepts only TLS connections", "add ?sslmode=require to DATABASE_URL")
     if "no pg_hba.conf entry" in message:
-        return _fail("DB_ACCESS_DENIED", f"{where} refuses this client ({message})",
-                     "allow this host and user in pg_hba.conf, or use the URL your provider gives")
+        return _fail(
+            "DB_ACCESS_DENIED",
+            f"{where} refuses this client ({message})",
+            "allow this host and user in pg_hba.conf, or use the URL your provider gives",
+        )
     if isinstance(error, asyncpg.InvalidAuthorizationSpecificationError) and "does not exist" in message:
-        return _fail("DB_ROLE_NOT_FOUND", f"role {target.user!r} does not exist on {where}",
-                     f"create it with `createuser --pwprompt {target.user}` or fix the user in DATABASE_URL")
-    return _fail("DB_CONNECT_FAILED", f"{where} refused the connection: {message}",
-                 "run `inv env-check` for a full diagnosis")
+        return _fail(
+            "DB_ROLE_NOT_FOUND",
+            f"role {target.user!r} does not exist on {where}",
+            f"create it with `createuser --pwprompt {target.user}` or fix the user in DATABASE_URL",
+        )
+    return _fail(
+        "DB_CONNECT_FAILED", f"{where} refused the connection: {message}", "run `inv env-check` for a full diagnosis"
+    )
 
 
 def _fail(code: str, message: str, fix: str, *, transient: bool = False) -> DatabaseUnreachableError:

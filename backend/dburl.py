@@ -11,10 +11,11 @@ the parameter rather than being silently dropped.
 from __future__ import annotations
 
 import dataclasses
+import re
 import ssl
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 
 from backend.errors import DatabaseURLError
 
@@ -31,6 +32,10 @@ _SQLITE_SCHEMES: Final = {"sqlite", "sqlite+aiosqlite"}
 _SSL_MODES: Final = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 _SSL_ALIASES: Final = {"true": "require", "false": "disable", "1": "require", "0": "disable"}
 _CHANNEL_BINDING: Final = {"disable", "prefer", "require"}
+_PASSWORD_PARAMETER: Final = re.compile(r"(?i)([?&](?:ssl)?password=)[^&#]*")
+_ENCODE_FIX: Final = (
+    "percent-encode special characters in the user name and password (@ as %40, : as %3A, / as %2F, # as %23, ? as %3F)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +50,11 @@ class DatabaseTarget:
     database: str = ""
     user: str = ""
     sqlite_path: Path | None = None
+
+    def __repr__(self) -> str:
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields["url"] = mask_url(self.url)
+        return f"DatabaseTarget({', '.join(f'{name}={value!r}' for name, value in fields.items())})"
 
     @property
     def pooled(self) -> bool:
@@ -79,35 +89,28 @@ def parse_database_url(raw: str) -> DatabaseTarget:
 
 
 def mask_url(raw: str) -> str:
-    """The URL with its password replaced by `***` (best effort on broken input)."""
-    try:
-        parts = urlsplit(raw)
-        password = parts.password
-    except ValueError:
-        password = None
-        parts = None
-    if parts is None or not password:
-        head, at, tail = raw.rpartition("@")
-        if at and ":" in head.split("//", 1)[-1]:
-            user = head.split("//", 1)[-1].split(":", 1)[0]
-            return f"{head.split('//', 1)[0]}//{user}:***@{tail}"
-        return raw
-    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
-    if netloc == parts.netloc:  # password was percent-encoded in the original
-        user, _, host = parts.netloc.rpartition("@")
-        netloc = f"{user.split(':', 1)[0]}:***@{host}"
-    return parts._replace(netloc=netloc).geturl()
+    """The URL with its password replaced by `***`.
+
+    Works on the text, not on a parse, so broken input is masked too; when in
+    doubt it masks too much (a password with an unencoded `/` or `#` ends the
+    authority early for a parser, but not for this).
+    """
+    text = _PASSWORD_PARAMETER.sub(r"\1***", raw)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        _, found, tail = text.rpartition("@")
+        return f"***@{tail}" if found else text
+    authority_end = min([i for i in map(rest.find, "/?#") if i >= 0] or [len(rest)])
+    at = rest.rfind("@", 0, authority_end)
+    if at < 0:
+        at = rest.rfind("@")
+    user, colon, _ = rest[: max(at, 0)].partition(":")
+    return f"{scheme}://{user}:***@{rest[at + 1 :]}" if colon else text
 
 
 def _parse_postgres(raw: str) -> DatabaseTarget:
-    try:
-        parts = urlsplit(raw)
-        port = parts.port or 5432
-    except ValueError:
-        raise DatabaseURLError(
-            "has a port that is not a number from 1 to 65535",
-            "write the port as digits after the host, e.g. host:5432",
-        ) from None
+    parts = _split_postgres(raw)
+    port = _port(parts)
     database = parts.path.lstrip("/")
     if not database:
         raise DatabaseURLError(
@@ -129,6 +132,31 @@ def _parse_postgres(raw: str) -> DatabaseTarget:
         database=unquote(database),
         user=unquote(parts.username or ""),
     )
+
+
+def _split_postgres(raw: str) -> SplitResult:
+    try:
+        parts = urlsplit(raw)
+    except ValueError:  # only "Invalid IPv6 URL": an unbalanced [ or ]
+        raise DatabaseURLError("has an unbalanced '[' or ']'", f"write an IPv6 host as [::1]; {_ENCODE_FIX}") from None
+    # An unencoded /, ? or # in the password moves the rest of the URL into the
+    # path, query or fragment, and a digit-only password would pass for a port.
+    if parts.fragment or "@" in parts.path or ("@" in parts.query and "@" not in parts.netloc):
+        raise DatabaseURLError("has an '@' or '#' after the host, so it cannot be split into its parts", _ENCODE_FIX)
+    return parts
+
+
+def _port(parts: SplitResult) -> int:
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise DatabaseURLError(
+            "has a port that is not a number from 1 to 65535",
+            f"write the port as digits after the host, e.g. host:5432; {_ENCODE_FIX}",
+        )
+    return port or 5432
 
 
 def _query(query: str) -> dict[str, str]:
@@ -176,7 +204,10 @@ def _postgres_options(query: dict[str, str], hostname: str) -> dict[str, Any]:
 
 
 def _ssl_mode(query: dict[str, str], hostname: str) -> str | None:
-    raw = query.pop("sslmode", None) or query.pop("ssl", None)
+    if "sslmode" in query and "ssl" in query:
+        raise DatabaseURLError("sets both sslmode and ssl", "keep sslmode= and remove ssl=")
+    raw = query.pop("sslmode", None)
+    raw = query.pop("ssl", None) if raw is None else raw
     if raw is None:
         # Neon accepts TLS connections only; say so instead of failing the handshake.
         return "require" if hostname.endswith(".neon.tech") else None
@@ -222,7 +253,7 @@ def _parse_sqlite(raw: str) -> DatabaseTarget:
             "is a SQLite URL without a path",
             "write sqlite:///var/todo.sqlite3 (relative to the project) or sqlite:////absolute/path",
         )
-    path_text = path_text[1:]
+    path_text = unquote(path_text[1:])
     if path_text in ("", ":memory:") or path_text.startswith("file:"):
         raise DatabaseURLError(
             "is an in-memory SQLite database, which loses its tables between connections",
@@ -231,4 +262,6 @@ def _parse_sqlite(raw: str) -> DatabaseTarget:
     path = Path(path_text)
     if not path.is_absolute():
         path = _ROOT / path
-    return DatabaseTarget("sqlite", f"sqlite:///{path}", {}, database=path.name, sqlite_path=path)
+    # `databases` unquotes the path: quote it, so a name with %, # or ? is the file on disk.
+    url = f"sqlite:///{quote(str(path))}"
+    return DatabaseTarget("sqlite", url, {}, database=path.name, sqlite_path=path)

@@ -12,6 +12,7 @@ working. A `kid` that cannot be resolved because the provider is down is a 503
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -103,7 +104,8 @@ async def fetch_key_set(client: httpx.AsyncClient, url: str) -> dict[str | None,
         raise ProviderUnavailableError(f"GET {url} answered HTTP {response.status_code}")
     try:
         document = httpx.Response(200, content=body).json()
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: JSON nested deeper than the interpreter's recursion limit.
         raise ProviderUnavailableError(f"GET {url} did not answer JSON") from None
     keys, skipped = parse_key_set(document)
     for reason in skipped:
@@ -125,7 +127,10 @@ async def _read_capped(response: httpx.Response) -> bytes:
 
 
 class KeyCache:
-    """The provider's keys by kid, refetched on an unknown kid at a bounded rate."""
+    """The provider's keys by kid, refetched on an unknown kid at a bounded rate.
+
+    `timeout` bounds a whole fetch, not just each read of it.
+    """
 
     def __init__(
         self,
@@ -136,20 +141,26 @@ class KeyCache:
         max_age: float = 300.0,
     ) -> None:
         self.url = url
+        self.timeout = timeout
         self.refetch_interval = refetch_interval
         self.max_age = max_age
         self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=True)
         self._keys: dict[str | None, VerificationKey] = {}
         self._fetched_at = 0.0  # when the keys were last read successfully
         self._attempted_at = -float("inf")  # when a fetch last started
+        self._completed = 0  # fetches finished, successful or not
         self._lock = asyncio.Lock()
         self._last_error: ProviderUnavailableError | None = None
         self._background: asyncio.Task[None] | None = None
         self.fetch_count = 0
 
     async def aclose(self) -> None:
-        if self._background is not None:
-            self._background.cancel()
+        background = self._background
+        if background is not None:
+            background.cancel()
+            # Wait for it, so it does not outlive the client it uses.
+            with contextlib.suppress(asyncio.CancelledError):
+                await background
         await self._client.aclose()
 
     def _forget_background(self, _task: asyncio.Task[None]) -> None:
@@ -157,26 +168,32 @@ class KeyCache:
 
     async def get(self, kid: str | None) -> VerificationKey | None:
         """The key for `kid`, fetching if needed; None when the provider does not have it."""
-        if kid in self._keys:
-            if self._stale() and self._background is None:
-                # Refresh behind the request: a slow provider must not slow a known key.
-                self._background = asyncio.create_task(self._refresh(required=False))
-                self._background.add_done_callback(self._forget_background)
-            return self._keys[kid]
+        found = self._lookup(kid)
+        if found is None:
+            await self._refresh(required=True)
+            return self._lookup(kid)
+        if self._stale() and self._background is None:
+            # Refresh behind the request: a slow provider must not slow a known key.
+            self._background = asyncio.create_task(self._refresh(required=False))
+            self._background.add_done_callback(self._forget_background)
+        return found
+
+    def _lookup(self, kid: str | None) -> VerificationKey | None:
         if kid is None and len(self._keys) == 1:
+            # A token without kid can only mean the provider's one key.
             return next(iter(self._keys.values()))
-        await self._refresh(required=True)
         return self._keys.get(kid)
 
     def _stale(self) -> bool:
         return time.monotonic() - self._fetched_at > self.max_age
 
     async def _refresh(self, *, required: bool) -> None:
-        attempted = self._attempted_at
+        completed = self._completed
         async with self._lock:
-            # Callers that queued behind a fetch use its result instead of fetching again.
+            # Callers that queued behind a fetch (even one already under way when
+            # they arrived) use its result instead of fetching again.
             due = time.monotonic() - self._attempted_at >= self.refetch_interval
-            if self._attempted_at == attempted and due:
+            if self._completed == completed and due:
                 await self._fetch()
         if required and self._last_error is not None:
             raise self._last_error
@@ -185,11 +202,22 @@ class KeyCache:
         self._attempted_at = time.monotonic()
         self.fetch_count += 1
         try:
-            self._keys = await fetch_key_set(self._client, self.url)
+            self._keys = await self._fetch_in_time()
         except ProviderUnavailableError as error:
             logger.warning("Cannot refresh signing keys: %s", error)
             self._last_error = error
             return
+        finally:
+            self._completed += 1
         self._last_error = None
         self._fetched_at = time.monotonic()
         logger.info("Loaded %d signing key(s) from %s", len(self._keys), self.url)
+
+    async def _fetch_in_time(self) -> dict[str | None, VerificationKey]:
+        # httpx's timeout bounds each read, not the whole answer: a provider that drips
+        # bytes would otherwise hold the lock, and every request queued on it, for ages.
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await fetch_key_set(self._client, self.url)
+        except TimeoutError:
+            raise ProviderUnavailableError(f"GET {self.url} did not answer within {self.timeout:g}s") from None

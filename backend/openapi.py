@@ -33,8 +33,7 @@ def build_openapi(routes: Iterable[BaseRoute]) -> dict[str, Any]:
     refs = dict(zip(types, schemas, strict=True))
     paths = {
         _PARAM.sub(r"{\1}", route.path): {
-            method.lower(): _operation(route.path, operation, refs)
-            for method, operation in route.operations.items()
+            method.lower(): _operation(route.path, operation, refs) for method, operation in route.operations.items()
         }
         for route in api_routes
     }
@@ -106,7 +105,8 @@ def _responses(operation: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
         success["content"] = {"application/json": {"schema": refs[operation.response]}}
     if operation.response_headers:
         success["headers"] = {
-            name: {"description": text, "schema": {"type": "string"}} for name, text in operation.response_headers.items()
+            name: {"description": text, "schema": {"type": "string"}}
+            for name, text in operation.response_headers.items()
         }
     responses: dict[str, Any] = {str(operation.status): success}
     failure = operation.failure_response

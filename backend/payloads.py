@@ -46,16 +46,16 @@ async def read_body(request: Request, schema: type[StructT], *, optional: bool =
 def read_query(request: Request, schema: type[StructT]) -> StructT:
     """Validate the query string against `schema` (unknown parameters are ignored)."""
     params: dict[str, Any] = {}
-    for key, value in request.query_params.multi_items():
+    for key, raw in request.query_params.multi_items():
         if key in schema.__struct_fields__:
             if key in params:
                 raise ValidationFailedError([_error(key, "query", "must be given once")])
-            params[key] = value
-    value = _convert(params, schema, "query", strict=False)
-    errors = _text_errors(value, location="query")
+            params[key] = raw
+    query = _convert(params, schema, "query", strict=False)
+    errors = _text_errors(query, location="query")
     if errors:
         raise ValidationFailedError(errors)
-    return value
+    return query
 
 
 async def _read_limited(request: Request) -> bytes:
@@ -78,7 +78,9 @@ def _too_large() -> PayloadTooLargeError:
 
 def _require_json_content_type(request: Request) -> None:
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json" and not (media_type.startswith("application/") and media_type.endswith("+json")):
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
         shown = media_type or "none"
         raise UnsupportedMediaTypeError(f"Content-Type is {shown}; send JSON with Content-Type: application/json")
 
@@ -113,19 +115,51 @@ def _convert(document: Any, schema: type[StructT], location: str, *, strict: boo
     try:
         return msgspec.convert(document, schema, strict=strict)
     except msgspec.ValidationError as error:
-        raise ValidationFailedError([_field_error(str(error), location)]) from None
+        errors = _errors_per_field(document, schema, location, strict=strict)
+        raise ValidationFailedError(errors or [_field_error(str(error), location)]) from None
 
 
-def _field_error(message: str, location: str) -> dict[str, str]:
+def _errors_per_field(
+    document: Any, schema: type[msgspec.Struct], location: str, *, strict: bool
+) -> list[dict[str, str]]:
+    """Every field's problem, not only the first one msgspec stops at."""
+    if not isinstance(document, dict):
+        return []
+    errors: list[dict[str, str]] = []
+    fields = msgspec.structs.fields(schema)
+    for field in fields:
+        if field.name not in document:
+            if field.required:
+                errors.append(_error(field.name, location, "is required"))
+            continue
+        try:
+            value = msgspec.convert(document[field.name], field.type, strict=strict)
+        except msgspec.ValidationError as error:
+            errors.append(_field_error(str(error), location, field.name))
+            continue
+        problem = _text_problem(field.name, value) if isinstance(value, str) else None
+        if problem:
+            errors.append(_error(field.name, location, problem))
+    known = {field.name for field in fields}
+    if schema.__struct_config__.forbid_unknown_fields:
+        errors += [_unknown_field(key, location) for key in document if key not in known]
+    return errors
+
+
+def _unknown_field(name: str, location: str) -> dict[str, str]:
+    hint = " (the user comes from the token)" if name == "user_id" else ""
+    return _error(name[:100], location, f"is not a known field{hint}")
+
+
+def _field_error(message: str, location: str, field: str = "") -> dict[str, str]:
     # msgspec: "Expected `bool`, got `str` - at `$.completed`"
     text, _, path = message.partition(" - at `")
-    field = path.rstrip("`").removeprefix("$").removeprefix(".") or location
+    field = field or path.rstrip("`").removeprefix("$").removeprefix(".") or location
     if text.startswith("Object missing required field"):
         field = text.rsplit("`", 2)[-2]
         text = "is required"
     elif text.startswith("Object contains unknown field"):
-        field = text.rsplit("`", 2)[-2]
-        text = "is not a known field" + (" (the user comes from the token)" if field == "user_id" else "")
+        return _unknown_field(text.rsplit("`", 2)[-2], location)
     elif text.startswith("Expected `object`"):
         text = "must be a JSON object"
     else:
@@ -157,22 +191,31 @@ def _error(field: str, location: str, message: str) -> dict[str, str]:
 
 
 def _text_errors(value: msgspec.Struct, *, location: str = "body") -> list[dict[str, str]]:
-    """Checks msgspec cannot express: trimmed title length, storable text."""
+    """Checks msgspec cannot express; trims the title in place."""
     errors: list[dict[str, str]] = []
     for field in value.__struct_fields__:
         text = getattr(value, field)
         if not isinstance(text, str):
             continue
-        if "\x00" in text or not _is_storable(text):
-            errors.append(_error(field, location, "must be text without NUL characters or lone surrogates"))
+        problem = _text_problem(field, text)
+        if problem:
+            errors.append(_error(field, location, problem))
         elif field == "title":
-            title = text.strip()
-            setattr(value, field, title)
-            if not title:
-                errors.append(_error(field, location, "must not be blank"))
-            elif len(title) > TITLE_MAX:
-                errors.append(_error(field, location, f"must be at most {TITLE_MAX} characters (got {len(title)})"))
+            setattr(value, field, text.strip())
     return errors
+
+
+def _text_problem(field: str, text: str) -> str | None:
+    """What is wrong with a text value: NUL or lone surrogates, a blank or long title."""
+    if "\x00" in text or not _is_storable(text):
+        return "must be text without NUL characters or lone surrogates"
+    if field == "title":
+        length = len(text.strip())
+        if length == 0:
+            return "must not be blank"
+        if length > TITLE_MAX:
+            return f"must be at most {TITLE_MAX} characters (got {length})"
+    return None
 
 
 def _is_storable(text: str) -> bool:

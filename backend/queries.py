@@ -102,10 +102,7 @@ async def _update(user_id: str, task_id: int, values: dict[str, Any], db: Databa
     if not 0 < task_id <= MAX_ID:
         return None
     statement = (
-        sa.update(tasks)
-        .where(tasks.c.id == task_id, tasks.c.user_id == user_id)
-        .values(**values)
-        .returning(*tasks.c)
+        sa.update(tasks).where(tasks.c.id == task_id, tasks.c.user_id == user_id).values(**values).returning(*tasks.c)
     )
     row = await db.fetch_one(statement)
     return _task(row) if row is not None else None

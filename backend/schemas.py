@@ -32,7 +32,7 @@ class TaskUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Body of PUT /api/{user_id}/tasks/{task_id}: fields left out keep their value."""
 
     title: Title
-    description: Description | None | UnsetType = UNSET
+    description: Description | UnsetType | None = UNSET
     completed: bool | UnsetType = UNSET
 
 

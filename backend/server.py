@@ -3,9 +3,15 @@
 The listening sockets are opened here, before the app starts, so a busy port
 is reported with the process that holds it before the database is touched
 (Hypercorn itself binds only after the app's startup, and lets a busy port
-escape as a raw OSError). The sockets reach Hypercorn as `fd://` binds, and
-every Config attribute is set explicitly: `Config.from_mapping` silently
+escape as a raw OSError). Hypercorn is handed these sockets as they are, not
+as `fd://` binds: on those it sets SO_REUSEADDR, which on Windows would meet
+the SO_EXCLUSIVEADDRUSE of our bind (the two options exclude each other).
+Every Config attribute is set explicitly: `Config.from_mapping` silently
 ignores misspelt keys.
+
+With WORKERS > 1 the database is connected and migrated once, here, before
+Hypercorn's process manager starts the workers: a permanent failure then
+stops the server with its named cause, as it does with one process.
 
 Exit status: 0 after a clean shutdown (SIGINT, SIGTERM), 1 when the server
 cannot start (the cause is printed as one line with its fix).
@@ -14,26 +20,33 @@ cannot start (the cause is printed as one line with its fix).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import signal
 import socket
 import sys
 from collections.abc import Coroutine
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 from hypercorn.asyncio import serve as hypercorn_serve
-from hypercorn.config import Config
+from hypercorn.config import Config, Sockets
+from hypercorn.typing import ASGIFramework
+from starlette.applications import Starlette
 
 from backend.app import create_app
+from backend.database import Database
 from backend.diagnostics.ports import ipv6_available, open_listener, port_holders
 from backend.errors import AppError, PortInUseError, SettingsError
 from backend.logs import configure_logging
+from backend.migrations import apply_migrations
 from backend.settings import LOOPBACK_HOSTS, Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
 GRACEFUL_TIMEOUT_SECONDS: Final = 10.0
+
+T = TypeVar("T")
 
 
 class ListenError(AppError):
@@ -84,8 +97,12 @@ def bind_sockets(hosts: tuple[str, ...], port: int) -> list[socket.socket]:
     return sockets
 
 
+def _shown(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _listen(host: str, port: int) -> socket.socket:
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    shown = _shown(host, port)
     try:
         return open_listener(host, port)
     except OSError as error:
@@ -107,10 +124,27 @@ def _listen(host: str, port: int) -> socket.socket:
         ) from None
 
 
+class _BoundConfig(Config):
+    """A Hypercorn Config that serves sockets already bound by `bind_sockets`."""
+
+    def __init__(self, sockets: list[socket.socket]) -> None:
+        super().__init__()
+        self._sockets = sockets
+
+    def create_sockets(self) -> Sockets:
+        for sock in self._sockets:
+            sock.setblocking(False)
+            sock.set_inheritable(True)
+        return Sockets(secure_sockets=[], insecure_sockets=list(self._sockets), quic_sockets=[])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Worker processes get the sockets from Hypercorn's `run`, not with the config.
+        return {**self.__dict__, "_sockets": []}
+
+
 def hypercorn_config(settings: Settings, sockets: list[socket.socket]) -> Config:
-    config = Config()
-    # Hypercorn takes ownership of the file descriptors.
-    config.bind = [f"fd://{sock.detach()}" for sock in sockets]
+    config = _BoundConfig(sockets)
+    config.bind = [_shown(*sock.getsockname()[:2]) for sock in sockets]
     config.workers = settings.workers
     config.worker_class = "asyncio" if sys.platform == "win32" else "uvloop"
     config.accesslog = None
@@ -132,7 +166,8 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> int:
     _stop_on_signals(stop)
     app = create_app(settings, on_fatal=on_fatal)
     config = hypercorn_config(settings, sockets)
-    await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
+    # The same ASGI protocol: Starlette types it with mappings, Hypercorn with TypedDicts.
+    await hypercorn_serve(cast(ASGIFramework, app), config, shutdown_trigger=stop.wait)
     if fatal:
         report(fatal[0])
         return 1
@@ -150,7 +185,7 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
             signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
 
 
-def _run(main: Coroutine[Any, Any, int]) -> int:
+def _run(main: Coroutine[Any, Any, T]) -> T:
     if sys.platform == "win32":
         return asyncio.run(main)
     import uvloop
@@ -159,9 +194,59 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
 
 
 def _serve_workers(settings: Settings, sockets: list[socket.socket]) -> int:
-    """WORKERS > 1: Hypercorn's process manager, each worker building its own app."""
+    """WORKERS > 1: migrate once, then Hypercorn's process manager, each worker building its own app."""
     from hypercorn.run import run
 
+    status = _run(_prepare_database(settings))
+    if status is not None:
+        for sock in sockets:
+            sock.close()
+        return status
     config = hypercorn_config(settings, sockets)
-    config.application_path = "backend.app:create_app()"
-    return run(config)
+    config.application_path = "backend.server:worker_app()"
+    status = run(config)
+    if status != 0:
+        logger.error("A worker process exited with status %d; all workers were stopped", status)
+        return 1
+    logger.info("Stopped cleanly")
+    return 0
+
+
+def worker_app() -> Starlette:
+    """The app of one worker process (spawned: logging is configured afresh)."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+async def _prepare_database(settings: Settings) -> int | None:
+    """Connect and migrate before the workers start: None when done, else the exit status."""
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    prepare = asyncio.create_task(_migrate(settings))
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait((prepare, stopped), return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not prepare.done():
+        prepare.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await prepare
+        logger.info("Stopped cleanly")
+        return 0
+    error = prepare.result()
+    if error is not None:
+        report(error)
+        return 1
+    return None
+
+
+async def _migrate(settings: Settings) -> AppError | None:
+    db = Database(settings)
+    try:
+        await db.connect_with_retry(settings.db_connect_retry_seconds)
+        await apply_migrations(db)
+    except AppError as error:
+        return error
+    finally:
+        await db.disconnect()
+    return None

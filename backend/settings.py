@@ -9,18 +9,19 @@ raised together in one `SettingsError`, each naming its setting and the fix.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import ipaddress
 import os
 import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from decouple import Config, RepositoryEmpty, RepositoryEnv
 
-from backend.dburl import DatabaseURLError, mask_url, parse_database_url
-from backend.errors import SettingProblem, SettingsError
+from backend.dburl import mask_url, parse_database_url
+from backend.errors import DatabaseURLError, SettingProblem, SettingsError
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 ENV_FILE: Final = ROOT / ".env"
@@ -55,7 +56,8 @@ class Secret:
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and secrets.compare_digest(self._value, other._value)
+        # compare_digest refuses str with non-ASCII characters; bytes it takes.
+        return isinstance(other, Secret) and secrets.compare_digest(self._value.encode(), other._value.encode())
 
     def __hash__(self) -> int:
         return hash(self._value)
@@ -89,7 +91,8 @@ class Settings:
 
     def __repr__(self) -> str:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        fields["database_url"] = mask_url(self.database_url)
+        for name in ("database_url", "better_auth_url", "jwks_url"):
+            fields[name] = mask_url(fields[name])
         body = ", ".join(f"{name}={value!r}" for name, value in fields.items())
         return f"Settings({body})"
 
@@ -119,19 +122,16 @@ SETTING_NAMES: Final = (
 def read_env_file(path: Path = ENV_FILE) -> Lookup:
     """Return a lookup over the environment, then `path` (python-decouple).
 
-    A missing file is fine; an unreadable one raises `SettingsError`.
+    A missing file is fine; an unreadable one (or a directory) raises `SettingsError`.
     """
     repository: RepositoryEmpty
     try:
-        repository = RepositoryEnv(str(path)) if path.is_file() else RepositoryEmpty()
+        if path.exists() and not path.is_file():
+            raise IsADirectoryError(errno.EISDIR, "it is not a regular file (a directory?)")
+        repository = RepositoryEnv(str(path)) if path.exists() else RepositoryEmpty()
     except (OSError, UnicodeDecodeError) as error:
-        reason = "is not valid UTF-8" if isinstance(error, UnicodeDecodeError) else str(error)
-        problem = SettingProblem(
-            ".env",
-            f"{path} cannot be read: {reason}",
-            "fix or delete the file; `inv env-check` shows the offending line",
-        )
-        raise SettingsError([problem]) from None
+        reason = "it is not valid UTF-8" if isinstance(error, UnicodeDecodeError) else _os_reason(error)
+        raise SettingsError([_env_file_problem(path, reason)]) from None
     config = Config(repository)
 
     def lookup(name: str) -> str | None:
@@ -139,6 +139,16 @@ def read_env_file(path: Path = ENV_FILE) -> Lookup:
         return None if value is None else str(value)
 
     return lookup
+
+
+def _env_file_problem(path: Path, reason: str) -> SettingProblem:
+    return SettingProblem(
+        ".env", f"{path} cannot be read: {reason}", "fix or delete the file; `inv env-check` shows the offending line"
+    )
+
+
+def _os_reason(error: OSError) -> str:
+    return (error.strerror or str(error)).lower()
 
 
 def load_settings(env_file: Path = ENV_FILE, *, create_dev_secret: bool = True) -> Settings:
@@ -169,18 +179,21 @@ def build_settings(lookup: Lookup, *, create_dev_secret: bool = False) -> Settin
         "db_connect_retry_seconds": reader.seconds("DB_CONNECT_RETRY_SECONDS", 60.0, allow_zero=True),
     }
     values["secret"] = reader.secret("BETTER_AUTH_SECRET")
-    if values["secret"] is None and app_env == "development" and create_dev_secret:
-        values["secret"] = _development_secret()
-        values["secret_is_generated"] = True
     if app_env == "production":
         _check_production(reader, values)
     if reader.problems:
         raise SettingsError(reader.problems)
+    # Only once everything else is valid: a failed start leaves no file behind.
+    if values["secret"] is None and app_env == "development" and create_dev_secret:
+        values["secret"] = _development_secret()
+        values["secret_is_generated"] = True
     return Settings(**values)
 
 
 def _check_production(reader: _Reader, values: Mapping[str, Any]) -> None:
-    if str(values["database_url"]).startswith("sqlite"):
+    # A setting that already failed fell back to its default; judging the default would mislead.
+    database_ok = "DATABASE_URL" not in reader.failed
+    if database_ok and parse_database_url(str(values["database_url"])).dialect == "sqlite":
         reader.fail(
             "DATABASE_URL",
             "is SQLite, which production refuses (one file, one machine, no backups)",
@@ -207,16 +220,38 @@ def _is_loopback(host: str) -> bool:
 
 def _development_secret() -> Secret:
     """A per-checkout random secret, so `inv token` works on a fresh clone."""
+    path = DEV_SECRET_FILE
+    fix = f"delete {path} to get a new one, or set BETTER_AUTH_SECRET"
     try:
-        return Secret(DEV_SECRET_FILE.read_text(encoding="ascii").strip())
-    except FileNotFoundError:
-        pass
-    DEV_SECRET_FILE.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    fd = os.open(DEV_SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as file:
-        file.write(value + "\n")
+        value = path.read_text(encoding="ascii").strip() if path.exists() else _create_secret_file(path)
+    except (OSError, UnicodeDecodeError) as error:
+        reason = "it is not ASCII" if isinstance(error, UnicodeDecodeError) else _os_reason(error)
+        problem = SettingProblem("BETTER_AUTH_SECRET", f"is unset and {path} cannot be used: {reason}", fix)
+        raise SettingsError([problem]) from None
+    if len(value) < MIN_SECRET_LENGTH:
+        problem = SettingProblem(
+            "BETTER_AUTH_SECRET", f"is unset and {path} holds fewer than {MIN_SECRET_LENGTH} characters", fix
+        )
+        raise SettingsError([problem])
     return Secret(value)
+
+
+def _create_secret_file(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    # Written privately, then linked into place: each worker process loads the
+    # settings, and one starting at the same moment must never read half a file.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as file:
+            file.write(value + "\n")
+        os.link(temporary, path)
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip()
+    finally:
+        temporary.unlink(missing_ok=True)
+    return value
 
 
 class _Reader:
@@ -225,6 +260,10 @@ class _Reader:
     def __init__(self, lookup: Lookup) -> None:
         self._lookup = lookup
         self.problems: list[SettingProblem] = []
+
+    @property
+    def failed(self) -> set[str]:
+        return {problem.setting for problem in self.problems}
 
     def fail(self, name: str, message: str, fix: str) -> None:
         self.problems.append(SettingProblem(name, message, fix))
@@ -240,7 +279,9 @@ class _Reader:
         value = self.raw(name) or default
         value = value.lower() if lower else value
         if value not in choices:
-            self.fail(name, f"is {value!r}, not one of {', '.join(choices)}", f"set {name} to one of {', '.join(choices)}")
+            self.fail(
+                name, f"is {value!r}, not one of {', '.join(choices)}", f"set {name} to one of {', '.join(choices)}"
+            )
             return default
         return value
 
@@ -266,16 +307,17 @@ class _Reader:
             number = float(value)
         except ValueError:
             number = -1.0
-        if not (0 <= number if allow_zero else 0 < number) or number > 3600:
+        low_ok = number >= 0 if allow_zero else number > 0
+        if not low_ok or number > 3600:
             self.fail(name, f"is {value[:40]!r}, not a number of seconds", f"set {name} to seconds, e.g. {default:g}")
             return default
         return number
 
     def url(self, name: str, default: str) -> str:
         value = (self.raw(name) or default).rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            self.fail(name, f"is {value[:80]!r}, not an http(s) URL", f"set {name} like {default}")
+        parts = _split(value)
+        if parts is None or parts.scheme not in ("http", "https") or parts.query or parts.fragment:
+            self.fail(name, f"is {mask_url(value)[:80]!r}, not an http(s) URL", f"set {name} like {default}")
             return default
         return value
 
@@ -303,28 +345,48 @@ class _Reader:
 
     def hosts(self, name: str, default: str) -> tuple[str, ...]:
         hosts: list[str] = []
-        for item in (self.raw(name) or default).split(","):
-            host = item.strip().strip("[]")
+        for item in _items(self.raw(name) or default):
+            host = item.strip("[]")
             if host == "localhost":
                 hosts.extend(LOOPBACK_HOSTS)
             elif _is_ip(host):
                 hosts.append(host)
             else:
-                self.fail(name, f"has {item.strip()!r}, not an IP address", f"set {name} to e.g. 127.0.0.1,::1 or 0.0.0.0")
+                self.fail(name, f"has {item!r}, not an IP address", f"set {name} to e.g. 127.0.0.1,::1 or 0.0.0.0")
         return tuple(dict.fromkeys(hosts)) or LOOPBACK_HOSTS
 
     def origins(self, name: str, default: str) -> tuple[str, ...]:
         origins: list[str] = []
-        for item in (self.raw(name) or default).split(","):
-            origin = item.strip().rstrip("/")
-            parts = urlsplit(origin)
+        for item in _items(self.raw(name) or default):
+            origin = item.rstrip("/")
+            parts = _split(origin)
             if origin == "*":
-                self.fail(name, "is '*', which browsers refuse with credentials", f"list the frontend origins, e.g. {default}")
-            elif parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
-                self.fail(name, f"has {origin[:80]!r}, not an origin", "write origins as scheme://host[:port], comma-separated")
+                self.fail(
+                    name, "is '*', which browsers refuse with credentials", f"list the frontend origins, e.g. {default}"
+                )
+            elif parts is None or parts.scheme not in ("http", "https") or origin != f"{parts.scheme}://{parts.netloc}":
+                message = f"has {mask_url(origin)[:80]!r}, not an origin"
+                self.fail(name, message, "write origins as scheme://host[:port], comma-separated")
             else:
-                origins.append(origin)
+                origins.append(origin.lower())  # browsers send scheme and host in lower case
         return tuple(origins)
+
+
+def _items(value: str) -> list[str]:
+    """The non-empty items of a comma-separated list: a trailing comma is no error."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _split(url: str) -> SplitResult | None:
+    """`url` split, or None when urlsplit would raise, it has no host or its port is not 1..65535."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # "Invalid IPv6 URL", a port that is no number or out of range
+        return None
+    if not parts.hostname or "@" in parts.netloc or port == 0:
+        return None
+    return parts
 
 
 def _is_ip(value: str) -> bool:

@@ -112,8 +112,8 @@ def settings(database_url: str, jwks: JWKSServer) -> Settings:
     )
 
 
-async def wait_ready(app: Starlette, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_ready(app: Starlette, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
     while not app.state.ready:
         if app.state.fatal is not None:
             raise AssertionError(f"app failed to start: {app.state.fatal}")
@@ -165,7 +165,9 @@ class Tokens:
         from joserfc import jwt
         from joserfc.jwk import OctKey
 
-        return jwt.encode({"alg": "HS256"}, self.claims(sub, **overrides), OctKey.import_key(secret), algorithms=["HS256"])
+        return jwt.encode(
+            {"alg": "HS256"}, self.claims(sub, **overrides), OctKey.import_key(secret), algorithms=["HS256"]
+        )
 
     def signed(self, sub: str, kid: str = "ed-1", **overrides: Any) -> str:
         key = next(key for key in self.jwks.keys if key.kid == kid)
@@ -189,6 +191,29 @@ def alice(tokens: Tokens) -> dict[str, str]:
 @pytest.fixture
 def bob(tokens: Tokens) -> dict[str, str]:
     return tokens.headers("bob")
+
+
+@pytest.fixture
+def provider(jwks: JWKSServer) -> Iterator[JWKSServer]:
+    """The session's JWKS server, put back as it was (keys, document, mode) afterwards."""
+    keys, document = list(jwks.keys), jwks.document
+    try:
+        yield jwks
+    finally:
+        jwks.keys[:] = keys
+        jwks.document = document
+        jwks.mode = "ok"
+
+
+@pytest.fixture
+async def client_without_secret(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app configured for JWKS mode only: no BETTER_AUTH_SECRET."""
+    application = create_app(dataclasses.replace(settings, secret=None))
+    async with application.router.lifespan_context(application):
+        await wait_ready(application)
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,9 @@ from starlette.applications import Starlette
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
 
-async def create(client: httpx.AsyncClient, headers: dict[str, str], user: str = "alice", **body: Any) -> dict[str, Any]:
+async def create(
+    client: httpx.AsyncClient, headers: dict[str, str], user: str = "alice", **body: Any
+) -> dict[str, Any]:
     response = await client.post(f"/api/{user}/tasks", json=body, headers=headers)
     assert response.status_code == 201, response.text
     task: dict[str, Any] = response.json()
@@ -30,7 +32,9 @@ async def stored(app: Starlette, task_id: int) -> dict[str, Any] | None:
 async def test_create_task_returns_201_with_location_and_stores_it(
     client: httpx.AsyncClient, app: Starlette, alice: dict[str, str]
 ) -> None:
-    response = await client.post("/api/alice/tasks", json={"title": "  Buy milk  ", "description": "2 litres"}, headers=alice)
+    response = await client.post(
+        "/api/alice/tasks", json={"title": "  Buy milk  ", "description": "2 litres"}, headers=alice
+    )
 
     assert response.status_code == 201
     task = response.json()
@@ -51,7 +55,9 @@ async def test_create_task_returns_201_with_location_and_stores_it(
     }
 
 
-async def test_create_task_with_completed_true_and_no_description(client: httpx.AsyncClient, alice: dict[str, str]) -> None:
+async def test_create_task_with_completed_true_and_no_description(
+    client: httpx.AsyncClient, alice: dict[str, str]
+) -> None:
     task = await create(client, alice, title="Done already", completed=True)
 
     assert task["completed"] is True
@@ -80,7 +86,9 @@ async def test_get_missing_task_returns_404_problem(client: httpx.AsyncClient, a
 
 
 @pytest.mark.parametrize("task_id", ["0", "9223372036854775808", "99999999999999999999999999"])
-async def test_task_ids_outside_bigint_are_404_not_500(client: httpx.AsyncClient, alice: dict[str, str], task_id: str) -> None:
+async def test_task_ids_outside_bigint_are_404_not_500(
+    client: httpx.AsyncClient, alice: dict[str, str], task_id: str
+) -> None:
     for method in ("GET", "PUT", "DELETE"):
         response = await client.request(method, f"/api/alice/tasks/{task_id}", headers=alice, json={"title": "x"})
         assert response.status_code == 404, (method, response.text)
@@ -138,7 +146,9 @@ async def test_put_without_title_is_422(client: httpx.AsyncClient, alice: dict[s
     assert response.json()["errors"] == [{"field": "title", "location": "body", "message": "is required"}]
 
 
-async def test_patch_complete_without_body_toggles(client: httpx.AsyncClient, app: Starlette, alice: dict[str, str]) -> None:
+async def test_patch_complete_without_body_toggles(
+    client: httpx.AsyncClient, app: Starlette, alice: dict[str, str]
+) -> None:
     task = await create(client, alice, title="Toggle me")
     url = f"/api/alice/tasks/{task['id']}/complete"
 
@@ -151,7 +161,9 @@ async def test_patch_complete_without_body_toggles(client: httpx.AsyncClient, ap
     assert (await stored(app, task["id"]) or {})["completed"] is False
 
 
-async def test_patch_complete_with_body_sets_idempotently(client: httpx.AsyncClient, app: Starlette, alice: dict[str, str]) -> None:
+async def test_patch_complete_with_body_sets_idempotently(
+    client: httpx.AsyncClient, app: Starlette, alice: dict[str, str]
+) -> None:
     task = await create(client, alice, title="Set me")
     url = f"/api/alice/tasks/{task['id']}/complete"
 
@@ -214,7 +226,9 @@ class TestList:
         assert response.status_code == 200, response.text
         return [task["title"] for task in response.json()], int(response.headers["x-total-count"])
 
-    async def test_default_is_newest_first_with_total(self, client: httpx.AsyncClient, alice: dict[str, str], seeded: Any) -> None:
+    async def test_default_is_newest_first_with_total(
+        self, client: httpx.AsyncClient, alice: dict[str, str], seeded: Any
+    ) -> None:
         assert await self.list(client, alice) == (["cherry", "Apple", "banana"], 3)
 
     async def test_empty_list(self, client: httpx.AsyncClient, alice: dict[str, str]) -> None:
@@ -280,5 +294,7 @@ class TestList:
 
         assert response.status_code == 422
 
-    async def test_unknown_parameters_are_ignored(self, client: httpx.AsyncClient, alice: dict[str, str], seeded: Any) -> None:
+    async def test_unknown_parameters_are_ignored(
+        self, client: httpx.AsyncClient, alice: dict[str, str], seeded: Any
+    ) -> None:
         assert await self.list(client, alice, _cachebuster="123") == (["cherry", "Apple", "banana"], 3)

@@ -34,9 +34,7 @@ def port_holders(port: int) -> list[PortHolder] | None:
     except (psutil.AccessDenied, PermissionError):
         return None
     pids = {
-        conn.pid
-        for conn in connections
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
+        conn.pid for conn in connections if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
     }
     return [_holder(pid) for pid in sorted(pids, key=lambda pid: pid or 0)]
 
@@ -70,13 +68,21 @@ def open_listener(host: str, port: int) -> socket.socket:
     listens and the bind failed anyway (connections of a stopped server in
     TIME_WAIT), is it retried with SO_REUSEADDR, which Linux never lets share a
     listening port.
+
+    Once bound, the socket gets SO_REUSEADDR (not on Windows): the connections
+    it accepts inherit the option, and Linux lets that retry through the
+    TIME_WAIT of a connection only when both sides have it. Without it, every
+    restart right after a stop that closed a keep-alive connection would fail.
     """
     try:
-        return _bind(host, port, reuse=False)
+        sock = _bind(host, port, reuse=False)
     except OSError as error:
         if error.errno != errno.EADDRINUSE or sys.platform != "linux" or port_holders(port) != []:
             raise
-    return _bind(host, port, reuse=True)
+        sock = _bind(host, port, reuse=True)
+    if sys.platform != "win32":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return sock
 
 
 def _bind(host: str, port: int, *, reuse: bool) -> socket.socket:

@@ -42,7 +42,9 @@ async def _checks(db: Database, started: bool) -> list[Check]:
 
 
 routes = [
-    ApiRoute("/health", Operation("GET", health, "Liveness: the process answers", response=Health, authenticated=False)),
+    ApiRoute(
+        "/health", Operation("GET", health, "Liveness: the process answers", response=Health, authenticated=False)
+    ),
     ApiRoute(
         "/ready",
         Operation(

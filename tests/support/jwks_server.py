@@ -50,7 +50,7 @@ class JWKSServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 owner.requests += 1
                 if owner.mode == "hang":
                     time.sleep(10)

@@ -59,8 +59,9 @@ class PostgresCluster:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
 
     def psql(self, sql: str, database: str = "postgres") -> str:
-        result = self._run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
-                           "-Atc", sql)
+        result = self._run(
+            "psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database, "-Atc", sql
+        )
         return result.stdout.strip()
 
     def remove(self) -> None:
