@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import ipaddress
-import os
 import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,6 +20,7 @@ from urllib.parse import SplitResult, urlsplit
 from decouple import Config, RepositoryEmpty, RepositoryEnv
 
 from backend.dburl import mask_url, parse_database_url
+from backend.devsecret import development_secret
 from backend.errors import DatabaseURLError, SettingProblem, SettingsError
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -185,7 +185,7 @@ def build_settings(lookup: Lookup, *, create_dev_secret: bool = False) -> Settin
         raise SettingsError(reader.problems)
     # Only once everything else is valid: a failed start leaves no file behind.
     if values["secret"] is None and app_env == "development" and create_dev_secret:
-        values["secret"] = _development_secret()
+        values["secret"] = Secret(development_secret(DEV_SECRET_FILE, MIN_SECRET_LENGTH))
         values["secret_is_generated"] = True
     return Settings(**values)
 
@@ -216,42 +216,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _development_secret() -> Secret:
-    """A per-checkout random secret, so `inv token` works on a fresh clone."""
-    path = DEV_SECRET_FILE
-    fix = f"delete {path} to get a new one, or set BETTER_AUTH_SECRET"
-    try:
-        value = path.read_text(encoding="ascii").strip() if path.exists() else _create_secret_file(path)
-    except (OSError, UnicodeDecodeError) as error:
-        reason = "it is not ASCII" if isinstance(error, UnicodeDecodeError) else _os_reason(error)
-        problem = SettingProblem("BETTER_AUTH_SECRET", f"is unset and {path} cannot be used: {reason}", fix)
-        raise SettingsError([problem]) from None
-    if len(value) < MIN_SECRET_LENGTH:
-        problem = SettingProblem(
-            "BETTER_AUTH_SECRET", f"is unset and {path} holds fewer than {MIN_SECRET_LENGTH} characters", fix
-        )
-        raise SettingsError([problem])
-    return Secret(value)
-
-
-def _create_secret_file(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    # Written privately, then linked into place: each worker process loads the
-    # settings, and one starting at the same moment must never read half a file.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as file:
-            file.write(value + "\n")
-        os.link(temporary, path)
-    except FileExistsError:
-        return path.read_text(encoding="ascii").strip()
-    finally:
-        temporary.unlink(missing_ok=True)
-    return value
 
 
 class _Reader:

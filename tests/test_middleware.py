@@ -117,3 +117,25 @@ async def test_log_lines_carry_the_request_id(client: httpx.AsyncClient, configu
 
     assert response.status_code == 401
     assert any("[trace-42] GET /api/me -> 401 TOKEN_MISSING" in line for line in configured_logging)
+
+
+async def test_unexpected_error_is_500_problem_with_request_id_and_no_internals(settings: Settings) -> None:
+    app = create_app(settings)
+
+    async def broken(request: object) -> None:
+        raise RuntimeError("secret internals: /etc/passwd")
+
+    app.add_route("/broken", broken)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get("/broken", headers={"X-Request-ID": "req-500"})
+
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-request-id"] == "req-500"
+    problem = response.json()
+    assert problem["code"] == "INTERNAL_ERROR"
+    assert problem["request_id"] == "req-500"
+    assert "req-500" in problem["detail"]
+    assert "internals" not in response.text
+    assert "Traceback" not in response.text
