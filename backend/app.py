@@ -43,6 +43,8 @@ def create_app(settings: Settings | None = None, *, on_fatal: FatalHandler | Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.secret_is_generated:
+            logger.info("BETTER_AUTH_SECRET is not set: HS256 tokens from `inv token` use the secret in var/dev-secret")
         startup = asyncio.create_task(_start(app, settings, on_fatal))
         try:
             yield
@@ -84,4 +86,5 @@ async def _start(app: Starlette, settings: Settings, on_fatal: FatalHandler | No
             on_fatal(error)
         return
     app.state.ready = True
-    logger.info("Ready: %s at schema version %d", db.target.display, LATEST_VERSION)
+    pooled = " (pooled host: prepared-statement cache off)" if db.target.pooled else ""
+    logger.info("Ready: %s at schema version %d%s", db.target.display, LATEST_VERSION, pooled)
