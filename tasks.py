@@ -37,13 +37,12 @@ def migrate(c: Context) -> None:
 
     from backend.database import Database
     from backend.errors import AppError
-    from backend.migrations import apply_migrations
+    from backend.migrations import connect_and_migrate
 
     async def _migrate() -> list[str]:
         db = Database(_settings())
-        await db.connect_with_retry(0)
         try:
-            return [f"{m.version:04d} {m.name}" for m in await apply_migrations(db)]
+            return [f"{m.version:04d} {m.name}" for m in await connect_and_migrate(db, 0)]
         finally:
             await db.disconnect()
 

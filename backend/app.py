@@ -29,7 +29,7 @@ from backend.errors import (
     handle_unexpected,
 )
 from backend.middleware import middleware
-from backend.migrations import LATEST_VERSION, apply_migrations
+from backend.migrations import LATEST_VERSION, connect_and_migrate
 from backend.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -77,8 +77,7 @@ def create_app(settings: Settings | None = None, *, on_fatal: FatalHandler | Non
 async def _start(app: Starlette, settings: Settings, on_fatal: FatalHandler | None) -> None:
     db: Database = app.state.db
     try:
-        await db.connect_with_retry(settings.db_connect_retry_seconds)
-        await apply_migrations(db)
+        await connect_and_migrate(db, settings.db_connect_retry_seconds)
     except AppError as error:
         logger.error("Cannot start: %s: %s. %s", error.code, error.message, error.fix)
         app.state.fatal = error

@@ -39,7 +39,7 @@ from backend.database import Database
 from backend.diagnostics.ports import ipv6_available, open_listener, port_holders
 from backend.errors import AppError, PortInUseError, SettingsError
 from backend.logs import configure_logging
-from backend.migrations import apply_migrations
+from backend.migrations import connect_and_migrate
 from backend.settings import LOOPBACK_HOSTS, Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -243,8 +243,7 @@ async def _prepare_database(settings: Settings) -> int | None:
 async def _migrate(settings: Settings) -> AppError | None:
     db = Database(settings)
     try:
-        await db.connect_with_retry(settings.db_connect_retry_seconds)
-        await apply_migrations(db)
+        await connect_and_migrate(db, settings.db_connect_retry_seconds)
     except AppError as error:
         return error
     finally:

@@ -50,6 +50,12 @@ async def apply_migrations(db: Database) -> list[Migration]:
     return pending
 
 
+async def connect_and_migrate(db: Database, retry_seconds: float) -> list[Migration]:
+    """Connect (retrying transient failures for `retry_seconds`), then apply pending migrations."""
+    await db.connect_with_retry(retry_seconds)
+    return await apply_migrations(db)
+
+
 async def current_version(db: Database) -> int:
     """The newest applied version, 0 when none (or the table is missing)."""
     exists = await db.fetch_val(_TABLE_EXISTS[db.dialect])
