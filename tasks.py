@@ -6,7 +6,8 @@ an exit status.
 
 from __future__ import annotations
 
-import dataclasses
+import logging
+import os
 import sys
 from typing import TYPE_CHECKING, NoReturn
 
@@ -14,20 +15,115 @@ from invoke.context import Context
 from invoke.tasks import task
 
 if TYPE_CHECKING:
+    from backend.diagnostics.ports import PortHolder
+    from backend.diagnostics.results import Result
     from backend.settings import Settings
 
 
-@task(help={"port": "port to listen on (default: PORT from .env, else 8000)"})
-def run(c: Context, port: int | None = None) -> None:
-    """Apply migrations and serve the API with Hypercorn until Ctrl+C."""
+@task(
+    help={
+        "port": "port to listen on, or `auto` for the next free one (default: PORT from .env, else 8000)",
+        "host": "addresses to listen on, comma-separated (default: HOST, else localhost: 127.0.0.1 and ::1)",
+        "workers": "worker processes (default: WORKERS, else 1)",
+        "reload": "restart when backend/**/*.py or .env changes (development only)",
+    }
+)
+def run(
+    c: Context, port: str | None = None, host: str | None = None, workers: str | None = None, reload: bool = False
+) -> None:
+    """Check the port, then serve the API with Hypercorn (migrations applied) until Ctrl+C or SIGTERM.
+
+    Exit status: 0 after a clean stop, 1 when the server cannot start (one line
+    names the cause and the fix), 2 for a bad option value.
+    """
     from backend.logs import configure_logging
     from backend.server import serve
 
+    auto = port is not None and port.lower() == "auto"
+    overrides = {"PORT": None if auto or port is None else _port_option(port), "HOST": host, "WORKERS": workers}
+    for name, value in overrides.items():
+        if value is not None and name != "PORT":
+            _check_option(name, value)
+    findings = _fast_findings()  # before the overrides: they are not `.env` values shadowed by the environment
+    # Through the environment, so worker processes (--workers, --reload) read the same settings.
+    os.environ.update({name: value for name, value in overrides.items() if value is not None})
     settings = _settings()
-    if port is not None:
-        settings = dataclasses.replace(settings, port=port)
     configure_logging(settings.log_level)
-    sys.exit(serve(settings))
+    for finding in findings:
+        logging.getLogger("tasks").warning("%s: %s (fix: %s)", finding.code, finding.message, finding.fix)
+    sys.exit(serve(settings, auto_port=auto, reload=reload))
+
+
+@task(
+    help={
+        "port": "the port to look at (default: PORT from .env, else 8000)",
+        "kill": "end the processes that hold it: SIGTERM, then SIGKILL after the grace period",
+        "yes": "do not ask before ending them (needed when not run from a terminal)",
+        "force": "also end another user's process, PID 1, or a parent of this command",
+        "grace": "seconds between SIGTERM and SIGKILL (default 5)",
+        "next_": "print the nearest free port from --port up, and nothing else",
+    }
+)
+def free_port(
+    c: Context,
+    *,
+    port: str | None = None,
+    kill: bool = False,
+    yes: bool = False,
+    force: bool = False,
+    grace: str | None = None,
+    next_: bool = False,
+) -> None:
+    """Show which process holds the port (pid, name, command line, user); --kill ends it.
+
+    Exit status: 0 when the port is free (already, or once --kill ended its
+    holders; with --next, a free port was printed), 1 when it is still held,
+    2 for a bad option value or a --kill that could not ask for confirmation.
+    """
+    from backend.diagnostics.killing import GRACE_SECONDS, end_processes, processes_to_end
+    from backend.diagnostics.ports import next_free_port, port_holders
+    from backend.errors import AppError
+
+    if next_ and kill:
+        _usage("OPTION_INVALID", "--next and --kill do not combine: --next only prints a free port")
+    seconds = GRACE_SECONDS if grace is None else _grace_option(grace)
+    number, hosts = _port_and_hosts(port)
+    try:
+        if next_:
+            print(next_free_port(number, hosts))
+            return
+        holders = port_holders(number)
+        _show_holders(number, hosts, holders)
+        assert holders  # _show_holders exits when there is none
+        if not kill:
+            print(f"End it with `inv free-port --port {number} --kill`, or serve elsewhere: `inv run --port auto`.")
+            sys.exit(1)
+        processes = processes_to_end(holders, force=force)
+        if not yes:
+            _confirm(f"End {', '.join(h.describe() for h in holders)}?")
+        for ended in end_processes(processes, seconds):
+            print(f"ended pid {ended.pid} ({ended.signal})")
+    except AppError as error:
+        _fail(error)
+    _show_holders(number, hosts, port_holders(number), again=True)
+
+
+@task(help={"json": "print the report as JSON (stable: for scripts and CI)"})
+def env_check(c: Context, json: bool = False) -> None:
+    """Diagnose the setup (Python, packages, .env, settings, port, database, JWKS); exit 1 on a failure."""
+    import os
+
+    from backend.diagnostics.environment import check_environment
+    from backend.diagnostics.results import exit_status, render_json, render_text
+
+    results = check_environment()
+    if exit_status(results) == 0:  # the other checks import the packages it found missing
+        from backend.diagnostics.report import run_report
+
+        results = run_report()
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    print(render_json(results) if json else render_text(results, colour=colour))
+    sys.exit(exit_status(results))
 
 
 @task
@@ -70,6 +166,105 @@ def token(c: Context, sub: str, ttl: str = "1h", email: str | None = None, name:
         print(mint_token(_settings(), sub, ttl_seconds=parse_duration(ttl), email=email, name=name))
     except AppError as error:
         _fail(error)
+
+
+def _fast_findings() -> list[Result]:
+    """What `inv env-check` would warn about the interpreter and `.env`, in milliseconds (no network)."""
+    from backend.diagnostics.envfile import lint_env_file
+    from backend.diagnostics.environment import check_python
+    from backend.settings import ENV_FILE, ROOT, SETTING_NAMES
+
+    results = [check_python(), *lint_env_file(ENV_FILE, ROOT / ".env.example", os.environ, SETTING_NAMES)]
+    # No `.env` is the normal state of a fresh clone: every setting has its default.
+    return [result for result in results if result.status != "ok" and result.code != "ENV_FILE_MISSING"]
+
+
+def _port_option(value: str) -> str:
+    from backend.diagnostics.ports import PortArgumentError, parse_port
+
+    try:
+        return str(parse_port(value))
+    except PortArgumentError as error:
+        _usage(error.code, str(error))
+
+
+def _check_option(setting: str, value: str) -> None:
+    """Validate a command-line override with the rules of the setting it overrides."""
+    from backend.errors import SettingsError
+    from backend.settings import build_settings
+
+    try:
+        build_settings({setting: value}.get)
+    except SettingsError as error:
+        problem = error.problems[0]
+        _usage("OPTION_INVALID", f"--{setting.lower()} (overrides {setting}) {problem.message}: {problem.fix}")
+
+
+def _grace_option(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 600:  # also false for nan
+        _usage("OPTION_INVALID", f"--grace {value[:40]!r} is not a number of seconds from 0 to 600, e.g. --grace 5")
+    return seconds
+
+
+def _port_and_hosts(port: str | None) -> tuple[int, tuple[str, ...]]:
+    """The port to look at and the configured hosts; settings that fail matter only without --port."""
+    from backend.errors import SettingsError
+    from backend.settings import load_settings
+
+    number = None if port is None else int(_port_option(port))
+    try:
+        settings = load_settings(create_dev_secret=False)
+    except SettingsError as error:
+        if number is None:
+            _fail(error)
+        return number, ()
+    return (settings.port if number is None else number), settings.hosts
+
+
+def _show_holders(port: int, hosts: tuple[str, ...], holders: list[PortHolder] | None, *, again: bool = False) -> None:
+    """Print who holds `port`; exit 0 when it is free, 1 when nobody can be named."""
+    from backend.diagnostics.ports import checked_hosts, closing_connections, is_free
+
+    if not holders and is_free(port, hosts):
+        print(f"port {port} is free on {', '.join(checked_hosts(hosts))}")
+        sys.exit(0)
+    if holders == [] and closing_connections(port):
+        print(f"port {port} has no listener, only connections of a stopped server closing (TIME_WAIT, up to a minute)")
+        print("`inv run` can use it already; other programs may have to wait.")
+        sys.exit(0)
+    if not holders:
+        print(f"port {port} is in use, but the OS does not say by whom: run the command with sudo", file=sys.stderr)
+        sys.exit(1)
+    print(f"port {port} is {'held again' if again else 'held'} by:")
+    for holder in holders:
+        where = ", ".join(holder.addresses) or "?"
+        print(f"  pid {holder.pid}  {holder.name or '?'}  user {holder.user or '?'}  listening on {where}")
+        print(f"    {holder.cmdline or '(command line hidden)'}")
+    if again:
+        print("A supervisor (systemd, docker, a --reload parent) may have restarted it: stop that instead.")
+        sys.exit(1)
+
+
+def _confirm(question: str) -> None:
+    """Ask on the terminal; exit 2 when there is none to ask on, 1 on anything but yes."""
+    if not sys.stdin.isatty():
+        _usage("CONFIRMATION_REQUIRED", "--kill needs a terminal to ask on; add --yes to end it without asking")
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        print("Nothing ended.")
+        sys.exit(1)
+
+
+def _usage(code: str, message: str) -> NoReturn:
+    print(f"error {code}: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def _settings() -> Settings:

@@ -31,6 +31,14 @@ def classify(error: BaseException, target: DatabaseTarget) -> DatabaseUnreachabl
         )
     if isinstance(error, asyncpg.PostgresError):
         return _classify_server(error, target, where)
+    if isinstance(error, asyncpg.ClientConfigurationError) and "root certificate" in str(error):
+        return _fail(
+            "DB_TLS_ROOT_CERT_MISSING",
+            f"sslmode=verify-ca/verify-full needs a CA certificate to check {where}, and none was found "
+            f"({_first_line(error)})",
+            "add sslrootcert=system to DATABASE_URL to trust the system's CAs (enough for Neon), "
+            "or point sslrootcert at your CA file",
+        )
     if isinstance(error, socket.gaierror):
         if error.errno == socket.EAI_AGAIN:
             return _fail(
@@ -79,7 +87,7 @@ def classify(error: BaseException, target: DatabaseTarget) -> DatabaseUnreachabl
         )
     return _fail(
         "DB_CONNECT_FAILED",
-        f"connecting to {where} failed: {type(error).__name__}: {error}",
+        f"connecting to {where} failed: {type(error).__name__}: {_first_line(error)}",
         "run `inv env-check` for a full diagnosis",
     )
 
@@ -114,7 +122,7 @@ def _classify_server(error: asyncpg.PostgresError, target: DatabaseTarget, where
         )
     if "no pg_hba.conf entry" in message and "no encryption" in message:
         return _fail("DB_TLS_REQUIRED", f"{where} accepts only TLS connections", "add ?sslmode=require to DATABASE_URL")
-    if "no pg_hba.conf entry" in message:
+    if "no pg_hba.conf entry" in message or "pg_hba.conf rejects connection" in message:
         return _fail(
             "DB_ACCESS_DENIED",
             f"{where} refuses this client ({message})",
@@ -127,8 +135,15 @@ def _classify_server(error: asyncpg.PostgresError, target: DatabaseTarget, where
             f"create it with `createuser --pwprompt {target.user}` or fix the user in DATABASE_URL",
         )
     return _fail(
-        "DB_CONNECT_FAILED", f"{where} refused the connection: {message}", "run `inv env-check` for a full diagnosis"
+        "DB_CONNECT_FAILED",
+        f"{where} refused the connection: {_first_line(error)}",
+        "run `inv env-check` for a full diagnosis",
     )
+
+
+def _first_line(error: BaseException) -> str:
+    """The error's message without the HINT and DETAIL lines drivers append: results are one line."""
+    return str(error).strip().split("\n", 1)[0]
 
 
 def _fail(code: str, message: str, fix: str, *, transient: bool = False) -> DatabaseUnreachableError:

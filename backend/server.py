@@ -9,20 +9,25 @@ the SO_EXCLUSIVEADDRUSE of our bind (the two options exclude each other).
 Every Config attribute is set explicitly: `Config.from_mapping` silently
 ignores misspelt keys.
 
-With WORKERS > 1 the database is connected and migrated once, here, before
-Hypercorn's process manager starts the workers: a permanent failure then
-stops the server with its named cause, as it does with one process.
+With WORKERS > 1 the parent process first serves the app itself, on
+duplicates of the same sockets, until its startup has connected and migrated:
+the port answers from the first moment (/health 200, /ready and the API 503)
+and a permanent failure stops the server with its named cause, once. Then
+Hypercorn's process manager starts the workers on the original sockets;
+connections that arrive in between wait in the listen backlog.
 
-Exit status: 0 after a clean shutdown (SIGINT, SIGTERM), 1 when the server
-cannot start (the cause is printed as one line with its fix).
+Shutdown: the first SIGINT/SIGTERM stops accepting and gives the requests in
+flight GRACEFUL_TIMEOUT seconds; a second one exits at once (status 1).
+Exit status: 0 after a clean shutdown, 1 when the server cannot start (the
+cause is printed as one line with its fix) or was forced to stop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
+import os
 import signal
 import socket
 import sys
@@ -35,16 +40,14 @@ from hypercorn.typing import ASGIFramework
 from starlette.applications import Starlette
 
 from backend.app import create_app
-from backend.database import Database
-from backend.diagnostics.ports import ipv6_available, open_listener, port_holders
+from backend.diagnostics.ports import HIGHEST_PORT, NoFreePortError, ipv6_available, open_listener, port_holders
 from backend.errors import AppError, PortInUseError, SettingsError
 from backend.logs import configure_logging
-from backend.migrations import connect_and_migrate
 from backend.settings import LOOPBACK_HOSTS, Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
-GRACEFUL_TIMEOUT_SECONDS: Final = 10.0
+AUTO_PORT_ATTEMPTS: Final = 100
 
 T = TypeVar("T")
 
@@ -64,15 +67,42 @@ def main() -> int:
     return serve(settings)
 
 
-def serve(settings: Settings) -> int:
-    """Serve until SIGINT/SIGTERM (exit status 0) or a startup failure (1)."""
+def serve(settings: Settings, *, auto_port: bool = False, reload: bool = False) -> int:
+    """Serve until SIGINT/SIGTERM (exit status 0) or a startup failure (1).
+
+    `auto_port`: when PORT is taken, serve on the next port free on every host.
+    `reload`: restart the server when backend/ or `.env` changes (backend/reloader.py).
+    """
     try:
-        sockets = bind_sockets(settings.hosts, settings.port)
+        bind = bind_free_port if auto_port else bind_sockets
+        sockets = bind(settings.hosts, settings.port)
     except AppError as error:
         report(error)
         return 1
-    if settings.workers > 1:
-        return _serve_workers(settings, sockets)
+    if reload and sys.platform != "win32":
+        from backend.reloader import serve_reloading
+
+        return serve_reloading(settings, sockets)
+    return _serve_sockets(settings, sockets, reload=reload)
+
+
+def serve_inherited(fds: list[str]) -> int:
+    """A `--reload` child: settings afresh, then serve the listening sockets inherited as descriptors `fds`."""
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        report(error)
+        return 1
+    configure_logging(settings.log_level)
+    from backend.reloader import stop_when_orphaned
+
+    stop_when_orphaned()
+    return _serve_sockets(settings, [socket.socket(fileno=int(fd)) for fd in fds])
+
+
+def _serve_sockets(settings: Settings, sockets: list[socket.socket], *, reload: bool = False) -> int:
+    if settings.workers > 1 or reload:
+        return _serve_workers(settings, sockets, reload=reload)
     return _run(_serve(settings, sockets))
 
 
@@ -97,6 +127,20 @@ def bind_sockets(hosts: tuple[str, ...], port: int) -> list[socket.socket]:
     return sockets
 
 
+def bind_free_port(hosts: tuple[str, ...], start: int) -> list[socket.socket]:
+    """`--port auto`: sockets on `start` or, when it is taken, on the next port free on every host."""
+    for port in range(start, min(start + AUTO_PORT_ATTEMPTS, HIGHEST_PORT + 1)):
+        try:
+            sockets = bind_sockets(hosts, port)
+        except PortInUseError:
+            continue
+        if port != start:
+            holders = ", ".join(h.describe() for h in port_holders(start) or []) or "another process"
+            logger.warning("Port %d is in use by %s; serving on port %d instead (--port auto)", start, holders, port)
+        return sockets
+    raise NoFreePortError(start, min(start + AUTO_PORT_ATTEMPTS, HIGHEST_PORT + 1) - 1, hosts)
+
+
 def _shown(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -111,7 +155,8 @@ def _listen(host: str, port: int) -> socket.socket:
             holder = ", ".join(h.describe() for h in holders) or "another process"
             raise PortInUseError(
                 f"Cannot listen on {shown}: address already in use by {holder}",
-                "Run `inv free-port --kill` to stop it, `inv run --port auto` to take the next free port, or set PORT",
+                f"Run `inv free-port --port {port} --kill` to stop it,"
+                " `inv run --port auto` to take the next free port, or set PORT",
             ) from None
         if error.errno == errno.EACCES:
             raise ListenError(
@@ -150,8 +195,13 @@ def hypercorn_config(settings: Settings, sockets: list[socket.socket]) -> Config
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
-    config.graceful_timeout = GRACEFUL_TIMEOUT_SECONDS
+    config.graceful_timeout = settings.graceful_timeout
     config.backlog = 1024
+    # A client that stalls mid-request would otherwise hold its connection forever.
+    config.read_timeout = 10
+    # Better Auth copies the user record into its token (up to 16 KiB, see
+    # backend/auth.py); h11's default 16 KiB head limit would leave no room for cookies.
+    config.h11_max_incomplete_size = 32 * 1024
     return config
 
 
@@ -163,7 +213,7 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> int:
         fatal.append(error)
         stop.set()
 
-    _stop_on_signals(stop)
+    _stop_on_signals(stop, settings.graceful_timeout)
     app = create_app(settings, on_fatal=on_fatal)
     config = hypercorn_config(settings, sockets)
     # The same ASGI protocol: Starlette types it with mappings, Hypercorn with TypedDicts.
@@ -175,14 +225,27 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> int:
     return 0
 
 
-def _stop_on_signals(stop: asyncio.Event) -> None:
+def _stop_on_signals(stop: asyncio.Event, grace: float) -> None:
+    """First SIGINT/SIGTERM: set `stop` (graceful). Second: exit at once."""
     loop = asyncio.get_running_loop()
+
+    def on_signal(name: str) -> None:
+        if not stop.is_set():
+            logger.info("%s: finishing the requests in flight (up to %gs); send it again to exit now", name, grace)
+            stop.set()
+            return
+        logger.warning("Second %s: exiting now, cutting the requests in flight", name)
+        logging.shutdown()
+        # Deliberately abrupt: the operator asked twice, and the database
+        # server rolls back whatever was not committed when the socket drops.
+        os._exit(1)
+
     for name in ("SIGINT", "SIGTERM"):
         signum = getattr(signal, name)
         try:
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, on_signal, name)
         except NotImplementedError:  # Windows
-            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+            signal.signal(signum, lambda *_, name=name: loop.call_soon_threadsafe(on_signal, name))
 
 
 def _run(main: Coroutine[Any, Any, T]) -> T:
@@ -193,17 +256,25 @@ def _run(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
-def _serve_workers(settings: Settings, sockets: list[socket.socket]) -> int:
-    """WORKERS > 1: migrate once, then Hypercorn's process manager, each worker building its own app."""
+def _serve_workers(settings: Settings, sockets: list[socket.socket], *, reload: bool = False) -> int:
+    """WORKERS > 1 or reload: serve here until connected and migrated, then Hypercorn's process manager.
+
+    Each worker builds its own app; its startup finds the schema current.
+
+    With `reload` (Windows only: elsewhere backend/reloader.py does it),
+    Hypercorn's reloader polls the files of every loaded module each second
+    and restarts the workers on the sockets it keeps open.
+    """
     from hypercorn.run import run
 
-    status = _run(_prepare_database(settings))
+    status = _run(_serve_until_ready(settings, sockets))
     if status is not None:
         for sock in sockets:
             sock.close()
         return status
     config = hypercorn_config(settings, sockets)
     config.application_path = "backend.server:worker_app()"
+    config.use_reloader = reload
     status = run(config)
     if status != 0:
         logger.error("A worker process exited with status %d; all workers were stopped", status)
@@ -219,33 +290,35 @@ def worker_app() -> Starlette:
     return create_app(settings)
 
 
-async def _prepare_database(settings: Settings) -> int | None:
-    """Connect and migrate before the workers start: None when done, else the exit status."""
+async def _serve_until_ready(settings: Settings, sockets: list[socket.socket]) -> int | None:
+    """Serve the app in this process until its startup is done: None when ready, else the exit status.
+
+    It serves duplicates of the sockets: Hypercorn closes the ones it serves,
+    and the originals must stay open for the workers.
+    """
     stop = asyncio.Event()
-    _stop_on_signals(stop)
-    prepare = asyncio.create_task(_migrate(settings))
-    stopped = asyncio.create_task(stop.wait())
-    await asyncio.wait((prepare, stopped), return_when=asyncio.FIRST_COMPLETED)
-    stopped.cancel()
-    if not prepare.done():
-        prepare.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await prepare
+    outcome: list[AppError | None] = []
+
+    def finish(error: AppError | None = None) -> None:
+        if not stop.is_set():  # after a signal, stopping wins over a late "ready"
+            outcome.append(error)
+            stop.set()
+
+    _stop_on_signals(stop, settings.graceful_timeout)
+    app = create_app(settings, on_fatal=finish, on_ready=finish)
+    config = hypercorn_config(settings, [sock.dup() for sock in sockets])
+    # Only the workers announce "Running on ...": one line per worker, as before.
+    config.errorlog = _STARTUP_LOG
+    await hypercorn_serve(cast(ASGIFramework, app), config, shutdown_trigger=stop.wait)
+    if not outcome:
         logger.info("Stopped cleanly")
         return 0
-    error = prepare.result()
+    error = outcome[0]
     if error is not None:
         report(error)
         return 1
     return None
 
 
-async def _migrate(settings: Settings) -> AppError | None:
-    db = Database(settings)
-    try:
-        await connect_and_migrate(db, settings.db_connect_retry_seconds)
-    except AppError as error:
-        return error
-    finally:
-        await db.disconnect()
-    return None
+_STARTUP_LOG = logging.getLogger("hypercorn.startup")
+_STARTUP_LOG.setLevel(logging.WARNING)

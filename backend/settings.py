@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import ipaddress
+import os
 import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,7 +25,9 @@ from backend.devsecret import development_secret
 from backend.errors import DatabaseURLError, SettingProblem, SettingsError
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-ENV_FILE: Final = ROOT / ".env"
+# TODO_ENV_FILE names another `.env` to read (tests, a second configuration);
+# docs/configuration.md explains it. It cannot be set from `.env` itself.
+ENV_FILE: Final = Path(os.environ.get("TODO_ENV_FILE") or ROOT / ".env").absolute()
 DEV_SECRET_FILE: Final = ROOT / "var" / "dev-secret"
 DEFAULT_DATABASE_URL: Final = "sqlite:///var/todo.sqlite3"
 
@@ -84,6 +87,7 @@ class Settings:
     db_connect_timeout: float = 5.0
     db_query_timeout: float = 10.0
     db_connect_retry_seconds: float = 60.0
+    graceful_timeout: float = 10.0
 
     @property
     def is_production(self) -> bool:
@@ -116,6 +120,7 @@ SETTING_NAMES: Final = (
     "DB_CONNECT_TIMEOUT",
     "DB_QUERY_TIMEOUT",
     "DB_CONNECT_RETRY_SECONDS",
+    "GRACEFUL_TIMEOUT",
 )
 
 
@@ -177,6 +182,7 @@ def build_settings(lookup: Lookup, *, create_dev_secret: bool = False) -> Settin
         "db_connect_timeout": reader.seconds("DB_CONNECT_TIMEOUT", 5.0),
         "db_query_timeout": reader.seconds("DB_QUERY_TIMEOUT", 10.0),
         "db_connect_retry_seconds": reader.seconds("DB_CONNECT_RETRY_SECONDS", 60.0, allow_zero=True),
+        "graceful_timeout": reader.seconds("GRACEFUL_TIMEOUT", 10.0),
     }
     values["secret"] = reader.secret("BETTER_AUTH_SECRET")
     if app_env == "production":

@@ -371,7 +371,7 @@ def test_busy_port_exits_1_naming_the_holder_and_inv_free_port(server_settings: 
         f"error PORT_IN_USE: Cannot listen on 127.0.0.1:{port}: address already in use by pid {holder.pid} (" in stderr
     )
     assert "http.server" in stderr
-    assert "Run `inv free-port --kill` to stop it" in stderr
+    assert f"Run `inv free-port --port {port} --kill` to stop it" in stderr
     assert_no_traceback(stderr)
 
 

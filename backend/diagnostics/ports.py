@@ -1,13 +1,51 @@
-"""Who holds a TCP port, and whether it can be bound (psutil, raw sockets)."""
+"""Who holds a TCP port, whether it can be bound, and which port is free (psutil, raw sockets).
+
+A port is judged by binding it, never by reading a table alone: a listener of
+another user, or in another network namespace, may be invisible to psutil and
+still make the bind fail. The binds are made without SO_REUSEADDR (see
+`open_listener`), on 127.0.0.1 and, where IPv6 exists, ::1.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import errno
+import re
 import socket
 import sys
+from collections.abc import Iterable
+from typing import Final
 
 import psutil
+
+from backend.errors import AppError
+
+LOOPBACKS: Final = ("127.0.0.1", "::1")
+LOWEST_PORT: Final = 1
+HIGHEST_PORT: Final = 65535
+
+
+class PortArgumentError(AppError):
+    """A port given on the command line that is not a whole number in 1..65535."""
+
+    code = "PORT_INVALID"
+
+    def __init__(self, option: str, value: str) -> None:
+        shown = value if len(value) <= 40 else f"{value[:40]}..."
+        super().__init__(
+            f"{option} {shown!r} is not a port number",
+            f"give a whole number from {LOWEST_PORT} to {HIGHEST_PORT}, e.g. {option} 8000",
+        )
+
+
+class NoFreePortError(AppError):
+    code = "PORT_NONE_FREE"
+
+    def __init__(self, start: int, end: int, hosts: Iterable[str]) -> None:
+        super().__init__(
+            f"No port from {start} to {end} is free on {', '.join(hosts)}",
+            "stop some servers (`inv free-port --port N` says who holds N) or choose a lower --port",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,6 +56,8 @@ class PortHolder:
     name: str = ""
     cmdline: str = ""
     user: str = ""
+    addresses: tuple[str, ...] = ()
+    created: float | None = None  # process start time: tells a reused pid from the holder
 
     def describe(self) -> str:
         if self.pid is None:
@@ -27,27 +67,72 @@ class PortHolder:
         return f"pid {self.pid} ({details[:120]}{owner})"
 
 
+def parse_port(value: str, option: str = "--port") -> int:
+    """`value` as a port number; raise `PortArgumentError` for anything but plain digits in 1..65535.
+
+    Only ASCII digits: `int()` would also take " 8000", "+8000", "8_000" and
+    other scripts' digits, none of which a user means as a port.
+    """
+    if re.fullmatch(r"[0-9]{1,5}", value) is None or not LOWEST_PORT <= int(value) <= HIGHEST_PORT:
+        raise PortArgumentError(option, value)
+    return int(value)
+
+
 def port_holders(port: int) -> list[PortHolder] | None:
-    """Processes listening on `port`; None when the OS will not tell (macOS without root)."""
+    """Processes listening on `port` on any address; None when the OS will not tell (macOS without root)."""
+    addresses: dict[int | None, list[str]] = {}
     try:
         connections = psutil.net_connections(kind="tcp")
     except (psutil.AccessDenied, PermissionError):
-        return None
-    pids = {
-        conn.pid for conn in connections if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
-    }
-    return [_holder(pid) for pid in sorted(pids, key=lambda pid: pid or 0)]
+        # macOS lists every socket to root only, but each user's own processes to that user.
+        for pid, ip in _own_listeners(port):
+            addresses.setdefault(pid, []).append(ip)
+        if not addresses:
+            return None
+    else:
+        for conn in connections:
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                addresses.setdefault(conn.pid, []).append(conn.laddr.ip)
+    pids = sorted(addresses, key=lambda pid: pid or 0)
+    return [_holder(pid, tuple(dict.fromkeys(addresses[pid]))) for pid in pids]
 
 
-def _holder(pid: int | None) -> PortHolder:
+def _own_listeners(port: int) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+    for process in psutil.process_iter():
+        try:
+            connections = process.net_connections(kind="tcp")
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        found += [
+            (process.pid, conn.laddr.ip)
+            for conn in connections
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
+        ]
+    return found
+
+
+def closing_connections(port: int) -> int:
+    """Connections on local port `port` in TIME_WAIT: they fail a bind without SO_REUSEADDR for up to a minute."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except (psutil.AccessDenied, PermissionError):
+        return 0
+    return sum(
+        1 for conn in connections if conn.status == psutil.CONN_TIME_WAIT and conn.laddr and conn.laddr.port == port
+    )
+
+
+def _holder(pid: int | None, addresses: tuple[str, ...]) -> PortHolder:
     if pid is None:
-        return PortHolder(None)
+        return PortHolder(None, addresses=addresses)
     try:
         process = psutil.Process(pid)
         with process.oneshot():
             name = process.name()
+            created = process.create_time()
             try:
-                cmdline = " ".join(process.cmdline())
+                cmdline = _printable(" ".join(process.cmdline()))
             except (psutil.AccessDenied, psutil.ZombieProcess):
                 cmdline = ""
             try:
@@ -55,8 +140,13 @@ def _holder(pid: int | None) -> PortHolder:
             except (psutil.AccessDenied, KeyError):
                 user = ""
     except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return PortHolder(pid)
-    return PortHolder(pid, name, cmdline, user)
+        return PortHolder(pid, addresses=addresses)
+    return PortHolder(pid, name, cmdline, user, addresses, created)
+
+
+def _printable(text: str) -> str:
+    """`text` with newlines and control characters escaped: a command line is not trusted to be one line."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def open_listener(host: str, port: int) -> socket.socket:
@@ -112,3 +202,28 @@ def ipv6_available() -> bool:
     except OSError:
         return False
     return True
+
+
+def checked_hosts(hosts: Iterable[str] = ()) -> tuple[str, ...]:
+    """The loopbacks (::1 only where IPv6 exists) and `hosts`, each once."""
+    loopbacks = LOOPBACKS if ipv6_available() else LOOPBACKS[:1]
+    return tuple(dict.fromkeys([*loopbacks, *hosts]))
+
+
+def is_free(port: int, hosts: Iterable[str] = ()) -> bool:
+    """Whether `port` binds on every checked host, without SO_REUSEADDR (a listener anywhere fails it)."""
+    for host in checked_hosts(hosts):
+        try:
+            _bind(host, port, reuse=False).close()
+        except OSError:
+            return False
+    return True
+
+
+def next_free_port(start: int, hosts: Iterable[str] = ()) -> int:
+    """The lowest port from `start` up that `is_free`; `NoFreePortError` when none is."""
+    hosts = checked_hosts(hosts)
+    for port in range(start, HIGHEST_PORT + 1):
+        if is_free(port, hosts):
+            return port
+    raise NoFreePortError(start, HIGHEST_PORT, hosts)

@@ -136,10 +136,18 @@ class LiveServer:
         self.wait_healthy(timeout)
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=1.0) as client:
-            while client.get(f"{self.url}/ready").status_code != 200:
+            while not self._answers_200(client, "/ready"):
                 if time.monotonic() > deadline:
                     raise AssertionError(f"/ready did not answer 200 within {timeout}s:\n{self.stderr}")
                 time.sleep(0.05)
+
+    def _answers_200(self, client: httpx.Client, path: str) -> bool:
+        # With WORKERS>1 a connection can wait in the backlog while the workers
+        # start and take over from the parent: slow, not lost; the deadline decides.
+        try:
+            return client.get(f"{self.url}{path}").status_code == 200
+        except httpx.TimeoutException:
+            return False
 
     def wait_for_output(self, text: str, count: int = 1, timeout: float = START_TIMEOUT) -> None:
         """Return once `text` appears `count` times in stderr; fail if the child exits first."""

@@ -33,7 +33,16 @@ def available() -> bool:
 class PostgresCluster:
     """initdb + pg_ctl in a temporary folder, on a free loopback port, trust auth."""
 
-    def __init__(self, *, port: int | None = None, hba: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        hba: str | None = None,
+        tls: bool = False,
+        server_settings: dict[str, str] | None = None,
+    ) -> None:
+        """`hba` replaces pg_hba.conf; `tls` turns on ssl with a self-signed certificate;
+        `server_settings` are extra `-c name=value` options for the server."""
         if not available():
             raise ClusterError("initdb/pg_ctl not found on PATH: install PostgreSQL or set TEST_DATABASE_URL")
         self.port = port or _free_port()
@@ -46,6 +55,37 @@ class PostgresCluster:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
         if hba is not None:
             (self.data / "pg_hba.conf").write_text(hba)
+        self.server_settings = dict(server_settings or {})
+        if tls:
+            self._make_certificate()
+
+    def _make_certificate(self) -> None:
+        cert, key = self.base / "server.crt", self.base / "server.key"
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            capture_output=True,
+            check=True,
+        )
+        key.chmod(0o600)
+        if self._as_postgres:
+            shutil.chown(cert, "postgres", "postgres")
+            shutil.chown(key, "postgres", "postgres")
+        self.server_settings.update(ssl="on", ssl_cert_file=str(cert), ssl_key_file=str(key))
 
     def url(self, database: str = "postgres", user: str = "postgres", password: str | None = None) -> str:
         auth = f"{user}:{password}" if password else user
@@ -53,6 +93,7 @@ class PostgresCluster:
 
     def start(self) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.base} -c fsync=off"
+        options += "".join(f" -c {name}={value}" for name, value in self.server_settings.items())
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "30", "start")
 
     def stop(self, mode: str = "fast") -> None:

@@ -1,0 +1,92 @@
+"""Can the backend reach its database, and is the schema current?
+
+It connects the way the server does (the normalised URL, backend/database.py)
+but once, with a short timeout, and names the failure through
+backend/dberrors.py. It never creates anything: a SQLite file that does not
+exist yet is reported, not made, and no migration is applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+from pathlib import Path
+from typing import Final
+
+from backend.database import Database
+from backend.dberrors import classify
+from backend.dburl import DatabaseTarget, parse_database_url
+from backend.diagnostics.results import Result, fail, ok, warn
+from backend.migrations import LATEST_VERSION, current_version
+from backend.settings import Settings
+
+CHECK: Final = "database"
+MIGRATE_FIX: Final = "`inv run` applies pending migrations when it starts, or run `inv migrate` now"
+
+
+async def check_database(settings: Settings, *, seconds: float = 3.0) -> list[Result]:
+    """One result: reachable with the schema current, or the named reason it is not."""
+    target = parse_database_url(settings.database_url)
+    if target.sqlite_path is not None and not target.sqlite_path.exists():
+        return [_new_sqlite_file(target.sqlite_path)]
+    if target.sqlite_path is not None and not target.sqlite_path.is_file():
+        return [_sqlite_unusable(target.sqlite_path, "it is not a regular file")]
+    db = Database(dataclasses.replace(settings, db_connect_timeout=seconds, db_pool_size=1))
+    try:
+        async with asyncio.timeout(seconds + 1):
+            await db.connect()
+            version = await current_version(db)
+    except Exception as error:  # every cause is named by classify; unknown ones as DB_CONNECT_FAILED
+        failure = classify(error, target)
+        return [fail(CHECK, code=failure.code, message=failure.message, fix=failure.fix)]
+    finally:
+        await _disconnect(db)
+    return [_schema_result(target, version)]
+
+
+async def _disconnect(db: Database) -> None:
+    # The check's verdict is already made; closing is best effort.
+    with contextlib.suppress(Exception):
+        await db.disconnect()
+
+
+def _schema_result(target: DatabaseTarget, version: int) -> Result:
+    where = target.display
+    if version < LATEST_VERSION:
+        state = "it has no tables yet" if version == 0 else f"its schema is at version {version}"
+        return warn(
+            CHECK,
+            code="DB_SCHEMA_BEHIND",
+            message=f"connected to {where}, but {state}; this code expects version {LATEST_VERSION}",
+            fix=MIGRATE_FIX,
+        )
+    if version > LATEST_VERSION:
+        return fail(
+            CHECK,
+            code="DB_SCHEMA_AHEAD",
+            message=f"{where} has schema version {version}, newer than this code knows ({LATEST_VERSION})",
+            fix="update your checkout (`git pull`): a newer backend migrated this database",
+        )
+    return ok(CHECK, f"connected to {where}; schema current (version {version})")
+
+
+def _new_sqlite_file(path: Path) -> Result:
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        return _sqlite_unusable(path, f"{folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return _sqlite_unusable(path, f"the folder {folder} is not writable")
+    return ok(CHECK, f"SQLite file {path} does not exist yet; `inv run` creates it")
+
+
+def _sqlite_unusable(path: Path, reason: str) -> Result:
+    return fail(
+        CHECK,
+        code="DB_SQLITE_UNUSABLE",
+        message=f"cannot use the SQLite file {path}: {reason}",
+        fix="check the folder exists and is writable, or set DATABASE_URL to another path",
+    )

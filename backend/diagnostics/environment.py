@@ -1,0 +1,75 @@
+"""The interpreter and the installed packages.
+
+Standard library only: it must run, and say what is missing, in an
+environment where the backend's own dependencies are not installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from typing import Final
+
+from backend.diagnostics.results import Result, fail, ok
+
+SUPPORTED_PYTHONS: Final = ((3, 11), (3, 12), (3, 13))
+INSTALL_FIX: Final = "run `pip install -r requirements.txt` in the project's virtualenv"
+
+# Import name -> the distribution in requirements.in that provides it.
+REQUIRED_MODULES: Final = {
+    "starlette": "starlette",
+    "hypercorn": "hypercorn",
+    "databases": "databases",
+    "asyncpg": "asyncpg",
+    "aiosqlite": "aiosqlite",
+    "sqlalchemy": "sqlalchemy",
+    "joserfc": "joserfc",
+    "decouple": "python-decouple",
+    "msgspec": "msgspec",
+    "httpx": "httpx",
+    "psutil": "psutil",
+    "invoke": "invoke",
+}
+
+
+def check_python(version: tuple[int, ...] | None = None) -> Result:
+    """Whether this interpreter (or `version`) is one the project supports."""
+    current = tuple(sys.version_info[:3]) if version is None else version
+    shown = ".".join(map(str, current))
+    supported = ", ".join(f"{major}.{minor}" for major, minor in SUPPORTED_PYTHONS)
+    if current[:2] in SUPPORTED_PYTHONS:
+        return ok("python", f"Python {shown} ({sys.executable})")
+    return fail(
+        "python",
+        code="PYTHON_UNSUPPORTED",
+        message=f"Python {shown} ({sys.executable}) is not supported; the backend needs {supported}",
+        fix="create the virtualenv with a supported Python, e.g. `python3.12 -m venv .venv`",
+    )
+
+
+def check_packages(modules: dict[str, str] | None = None) -> list[Result]:
+    """One failure per required module that cannot be found, or one ok line."""
+    wanted = REQUIRED_MODULES if modules is None else modules
+    missing = [distribution for module, distribution in wanted.items() if not _importable(module)]
+    if not missing:
+        return [ok("packages", f"{len(wanted)} required packages importable")]
+    return [
+        fail(
+            "packages",
+            code="PACKAGE_MISSING",
+            message=f"the package {distribution!r} is not installed for {sys.executable}",
+            fix=INSTALL_FIX,
+        )
+        for distribution in missing
+    ]
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def check_environment() -> list[Result]:
+    return [check_python(), *check_packages()]

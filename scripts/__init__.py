@@ -1,0 +1,1 @@
+"""Scripts that measure the running backend; not part of the suite."""
