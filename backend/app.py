@@ -4,7 +4,8 @@ Startup never blocks the server: the lifespan starts a task that connects to
 the database (retrying transient failures) and applies migrations, while
 /health already answers 200 and the API answers 503 with Retry-After. A
 permanent failure (bad password, missing database...) is reported through
-`on_fatal`, which the server uses to stop with the named cause.
+`on_fatal`, which the server uses to stop with the named cause; `on_ready`
+tells it startup is done (with WORKERS > 1 the parent then hands over).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 
 from backend import openapi
 from backend.auth import TokenVerifier
@@ -31,13 +33,17 @@ from backend.errors import (
 from backend.middleware import middleware
 from backend.migrations import LATEST_VERSION, connect_and_migrate
 from backend.settings import Settings, load_settings
+from backend.shutdown import AnswerCutRequests, quiet_cancelled_callbacks
 
 logger = logging.getLogger(__name__)
 
 FatalHandler = Callable[[AppError], None]
+ReadyHandler = Callable[[], None]
 
 
-def create_app(settings: Settings | None = None, *, on_fatal: FatalHandler | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, *, on_fatal: FatalHandler | None = None, on_ready: ReadyHandler | None = None
+) -> Starlette:
     """Build the application; nothing connects until its lifespan starts."""
     settings = settings or load_settings()
 
@@ -45,7 +51,8 @@ def create_app(settings: Settings | None = None, *, on_fatal: FatalHandler | Non
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.secret_is_generated:
             logger.info("BETTER_AUTH_SECRET is not set: HS256 tokens from `inv token` use the secret in var/dev-secret")
-        startup = asyncio.create_task(_start(app, settings, on_fatal))
+        quiet_cancelled_callbacks(asyncio.get_running_loop())
+        startup = asyncio.create_task(_start(app, settings, on_fatal, on_ready))
         try:
             yield
         finally:
@@ -57,7 +64,8 @@ def create_app(settings: Settings | None = None, *, on_fatal: FatalHandler | Non
 
     app = Starlette(
         routes=[*tasks.routes, *me.routes, *health.routes, *openapi.routes],
-        middleware=middleware(settings),
+        # Innermost, so its 503 for a request cut at shutdown gets the usual headers.
+        middleware=[*middleware(settings), Middleware(AnswerCutRequests)],
         exception_handlers={
             ApiError: handle_api_error,
             HTTPException: handle_http_exception,
@@ -74,7 +82,9 @@ def create_app(settings: Settings | None = None, *, on_fatal: FatalHandler | Non
     return app
 
 
-async def _start(app: Starlette, settings: Settings, on_fatal: FatalHandler | None) -> None:
+async def _start(
+    app: Starlette, settings: Settings, on_fatal: FatalHandler | None, on_ready: ReadyHandler | None
+) -> None:
     db: Database = app.state.db
     try:
         await connect_and_migrate(db, settings.db_connect_retry_seconds)
@@ -87,3 +97,5 @@ async def _start(app: Starlette, settings: Settings, on_fatal: FatalHandler | No
     app.state.ready = True
     pooled = " (pooled host: prepared-statement cache off)" if db.target.pooled else ""
     logger.info("Ready: %s at schema version %d%s", db.target.display, LATEST_VERSION, pooled)
+    if on_ready is not None:
+        on_ready()

@@ -5,19 +5,28 @@ the embedded SQLite default) so that it could be replaced here alone. It adds
 what the package lacks: URL normalisation (backend/dburl.py), pool and query
 timeouts, and driver errors turned into `ServiceUnavailableError` (503) so a
 dropped connection is never a 500. docs/architecture.md lists what we hit.
+
+A connection killed under us (`pg_terminate_backend`, a database restart,
+Neon's suspend) costs at most the statements in flight on it: a read that
+fails that way is retried once on a fresh connection (the pool's others are
+replaced too, as they were most likely killed with it); a write is retried
+only when the driver proves it was never sent, otherwise it answers 503, as
+it may or may not have committed: never a false 2xx, never a duplicate.
+Inside a transaction nothing is retried. docs/deployment.md has the figures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import databases
@@ -26,11 +35,17 @@ from sqlalchemy.sql import ClauseElement
 from backend.dberrors import classify
 from backend.dburl import DatabaseTarget, parse_database_url
 from backend.errors import ServiceUnavailableError
+from backend.pgtext import DirectPostgres
 from backend.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 Row = Any  # a `databases` Record: supports row["column"]
+Query = ClauseElement | str
+T = TypeVar("T")
+
+# Set while `Database.transaction()` runs in this task: no retries inside it.
+_IN_TRANSACTION: contextvars.ContextVar[bool] = contextvars.ContextVar("in_transaction", default=False)
 
 # Errors that mean "the database or the connection to it is gone", as opposed
 # to a bug in a query. These become a 503 with Retry-After.
@@ -40,6 +55,10 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.InterfaceError,
+    # A backend killed mid-statement can leave asyncpg's protocol in a state it
+    # reports as an internal error (MagicStack/asyncpg#1069): the connection is
+    # unusable, nothing more; SQLAlchemy treats it as a disconnect too.
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.QueryCanceledError,
@@ -54,16 +73,29 @@ class Database:
         self.target: DatabaseTarget = parse_database_url(settings.database_url)
         self.dialect = self.target.dialect
         self._database = databases.Database(self.target.url, **self._options(settings))
+        # PostgreSQL: SQL text skips SQLAlchemy's per-call compile (backend/pgtext.py).
+        self._reads: Any = DirectPostgres(self._database) if self.dialect == "postgresql" else self._database
+        # Longest one statement may take, waiting for a pooled connection included.
+        self._budget = settings.db_connect_timeout + settings.db_query_timeout
+        self._close_timeout = settings.db_connect_timeout
 
     def _options(self, settings: Settings) -> dict[str, Any]:
         if self.dialect == "sqlite":
             return {"timeout": settings.db_connect_timeout}
         options: dict[str, Any] = {
-            "min_size": 1,
+            # No floor: idle connections close after asyncpg's 5 minutes, so an
+            # idle server holds none open, and asyncpg has no floor to restore
+            # (it logs a traceback per failed attempt while the database is down).
+            "min_size": 0,
             "max_size": settings.db_pool_size,
             "timeout": settings.db_connect_timeout,
             # Server-side cancel of a query that runs too long; nothing hangs.
             "command_timeout": settings.db_query_timeout,
+            # asyncpg's default reset sends RESET ALL, UNLISTEN, CLOSE ALL and an
+            # advisory unlock on every release: a round trip per query. We set no
+            # session state (the migration lock is transaction-scoped); asyncpg
+            # still rolls back an open transaction. docs/performance.md measures it.
+            "reset": _keep_session,
         }
         options.update(self.target.options)
         return options
@@ -116,45 +148,141 @@ class Database:
             delay = min(delay * 2, 5.0)
 
     async def disconnect(self) -> None:
-        if self._database.is_connected:
-            await self._database.disconnect()
+        """Close the pool; connections still busy after the connect timeout are closed abruptly."""
+        if not self._database.is_connected:
+            return
+        try:
+            async with asyncio.timeout(self._close_timeout):
+                await self._database.disconnect()
+        except TimeoutError:
+            pool = self._pool()
+            if pool is not None:
+                pool.terminate()
+            logger.warning("Closing the database pool took over %gs; its connections were cut", self._close_timeout)
 
-    async def fetch_all(self, query: ClauseElement | str, values: dict[str, Any] | None = None) -> list[Row]:
-        async with self._translate_errors():
-            return list(await self._database.fetch_all(query, values))
+    async def fetch_all(self, query: Query, values: dict[str, Any] | None = None) -> list[Row]:
+        return list(await self._run(self._reads.fetch_all, query, values))
 
-    async def fetch_one(self, query: ClauseElement | str, values: dict[str, Any] | None = None) -> Row | None:
-        async with self._translate_errors():
-            return await self._database.fetch_one(query, values)
+    async def fetch_one(self, query: Query, values: dict[str, Any] | None = None) -> Row | None:
+        return await self._run(self._reads.fetch_one, query, values)
 
-    async def fetch_val(self, query: ClauseElement | str, values: dict[str, Any] | None = None) -> Any:
-        async with self._translate_errors():
-            return await self._database.fetch_val(query, values)
+    async def fetch_val(self, query: Query, values: dict[str, Any] | None = None) -> Any:
+        return await self._run(self._reads.fetch_val, query, values)
 
-    async def execute(self, query: ClauseElement | str, values: dict[str, Any] | None = None) -> Any:
-        async with self._translate_errors():
-            return await self._database.execute(query, values)
+    async def execute(self, query: Query, values: dict[str, Any] | None = None) -> Any:
+        return await self._run(self._database.execute, query, values)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         """Run the block in one transaction on one connection; roll back on error."""
-        async with self._translate_errors(), self._database.transaction():
-            yield
+        token = _IN_TRANSACTION.set(True)
+        try:
+            async with self._translate_errors(), self._database.transaction():
+                yield
+        finally:
+            _IN_TRANSACTION.reset(token)
 
     async def execute_script(self, statements: Sequence[str]) -> None:
         """Run DDL statements in order (inside the caller's transaction)."""
         for statement in statements:
             await self.execute(statement)
 
+    async def _run(
+        self, call: Callable[[Query, dict[str, Any] | None], Awaitable[T]], query: Query, values: dict[str, Any] | None
+    ) -> T:
+        """One statement; retried once on a fresh connection when that cannot repeat a write."""
+        try:
+            return await self._attempt(call, query, values)
+        except _CONNECTION_ERRORS as error:
+            if not _is_connection_failure(error):
+                raise
+            await self._recover(error)
+            if _IN_TRANSACTION.get() or not _retryable(query, error):
+                raise self._unavailable(error) from error
+            logger.warning(
+                "Database connection lost (%s: %s); retrying once on a fresh connection", type(error).__name__, error
+            )
+        try:
+            return await self._attempt(call, query, values)
+        except _CONNECTION_ERRORS as error:
+            if not _is_connection_failure(error):
+                raise
+            await self._recover(error)
+            raise self._unavailable(error) from error
+
+    async def _attempt(
+        self, call: Callable[[Query, dict[str, Any] | None], Awaitable[T]], query: Query, values: dict[str, Any] | None
+    ) -> T:
+        # The pool has no acquire timeout of its own: with every connection busy a
+        # request would queue forever. This bounds the wait plus the query.
+        async with asyncio.timeout(self._budget):
+            return await call(query, values)
+
+    async def _recover(self, error: BaseException) -> None:
+        """After a failed statement: forget this task's connection; after a lost one, renew the pool."""
+        if not _IN_TRANSACTION.get():
+            # `databases` keeps one Connection per task; a release that failed on
+            # a dead socket leaves it marked as acquired, and the next query would
+            # trip its assertion. Setting None drops it (asyncpg closed it).
+            self._database._connection = None
+        pool = self._pool()
+        if pool is not None and not _is_slow(error):
+            # The pool's idle connections were most likely cut with this one:
+            # each is replaced on its next acquire instead of failing a request.
+            await pool.expire_connections()
+
+    def _pool(self) -> asyncpg.Pool | None:
+        pool = getattr(getattr(self._database, "_backend", None), "_pool", None)
+        return pool if isinstance(pool, asyncpg.Pool) else None
+
+    def _unavailable(self, error: BaseException) -> ServiceUnavailableError:
+        logger.warning("Database unavailable: %s: %s", type(error).__name__, error)
+        return ServiceUnavailableError("The database is unavailable right now; retry shortly")
+
     @asynccontextmanager
     async def _translate_errors(self) -> AsyncIterator[None]:
         try:
             yield
         except _CONNECTION_ERRORS as error:
-            if isinstance(error, sqlite3.OperationalError) and not _is_sqlite_busy(error):
+            if not _is_connection_failure(error):
                 raise
-            logger.warning("Database unavailable: %s: %s", type(error).__name__, error)
-            raise ServiceUnavailableError("The database is unavailable right now; retry shortly") from error
+            raise self._unavailable(error) from error
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Pool release hook: nothing to reset (see `Database._options`)."""
+
+
+def _is_connection_failure(error: BaseException) -> bool:
+    """False for an SQLite error that is a bug in a query rather than a busy or missing file."""
+    return not isinstance(error, sqlite3.OperationalError) or _is_sqlite_busy(error)
+
+
+def _retryable(query: Query, error: BaseException) -> bool:
+    """Whether running `query` again cannot apply a change twice, nor wait twice for a slow one."""
+    if _is_slow(error):
+        return False  # slow, not gone: a second try would double the wait
+    return _is_read(query) or _never_sent(error)
+
+
+def _is_slow(error: BaseException) -> bool:
+    return isinstance(error, TimeoutError | asyncpg.exceptions.QueryCanceledError)
+
+
+def _is_read(query: Query) -> bool:
+    if isinstance(query, str):
+        return query.lstrip()[:6].upper() == "SELECT"
+    return bool(getattr(query, "is_select", False))
+
+
+def _never_sent(error: BaseException) -> bool:
+    """The statement provably never reached the server (failed while connecting, or on a closed connection)."""
+    if isinstance(error, asyncpg.exceptions.InterfaceError):
+        return "connection is closed" in str(error)
+    return isinstance(
+        error,
+        ConnectionRefusedError | asyncpg.exceptions.CannotConnectNowError | asyncpg.exceptions.TooManyConnectionsError,
+    )
 
 
 def _is_sqlite_busy(error: sqlite3.OperationalError) -> bool:

@@ -1,7 +1,8 @@
-"""SQLAlchemy Core table definitions: what queries are built from.
+"""The tasks table described in SQLAlchemy Core: the schema in Python.
 
 The schema itself is created by backend/migrations; a test checks that the
-migrated database and these definitions agree.
+migrated database and these definitions agree. backend/queries.py writes its
+SQL as text against the same columns (docs/performance.md says why).
 """
 
 from __future__ import annotations
