@@ -15,6 +15,9 @@ settings; `nbf` and `iat` are checked with a small leeway.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import time
 from typing import Any, Final
 
 from joserfc import jwt
@@ -33,7 +36,10 @@ from backend.errors import ServiceUnavailableError, UnauthorizedError
 from backend.jwks import KeyCache, ProviderUnavailableError
 from backend.settings import Settings
 
-MAX_TOKEN_LENGTH: Final = 8192
+# Better Auth puts the whole user record in its token, `image` included: a
+# data-URL avatar of a few KB must not lock its owner out. 16 KiB still fits in
+# Hypercorn's 16 KiB header limit only on its own, hence no larger.
+MAX_TOKEN_LENGTH: Final = 16 * 1024
 LEEWAY_SECONDS: Final = 30
 _ASYMMETRIC: Final = frozenset(
     {"EdDSA", "Ed25519", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
@@ -83,7 +89,7 @@ class TokenVerifier:
             raise _invalid(f"The token is longer than {MAX_TOKEN_LENGTH} characters")
         header = _header(token)
         alg: str = header["alg"]
-        key = await self._key_for(alg, header.get("kid"))
+        key = await self._key_for(alg, header.get("kid"), _issued_at(token))
         try:
             claims = jwt.decode(token, key, algorithms=[alg], registry=self._registries[alg]).claims
             self._claims_registry().validate(claims)
@@ -100,7 +106,7 @@ class TokenVerifier:
             raise _invalid(f"The token cannot be decoded ({type(error).__name__})") from None
         return _principal(claims)
 
-    async def _key_for(self, alg: str, kid: object) -> Key:
+    async def _key_for(self, alg: str, kid: object, issued_at: float | None) -> Key:
         if alg == "HS256":
             if self._secret is None:
                 raise _invalid("HS256 tokens are accepted only when BETTER_AUTH_SECRET is set")
@@ -110,7 +116,7 @@ class TokenVerifier:
         if kid is not None and not isinstance(kid, str):
             raise _invalid("The token's kid is not a string")
         try:
-            found = await self.keys.get(kid)
+            found = await self.keys.get(kid, issued_at=issued_at)
         except ProviderUnavailableError:
             raise ServiceUnavailableError(
                 "The auth provider's keys cannot be fetched right now; retry shortly",
@@ -179,6 +185,23 @@ def _header(token: str) -> dict[str, Any]:
     if typ is not None and (not isinstance(typ, str) or typ.lower() not in _TYPES):
         raise _invalid("The token's typ is not JWT")
     return dict(header)
+
+
+def _issued_at(token: str) -> float | None:
+    """The token's `iat`, unverified: only to tell whether its key may be newer than our copy.
+
+    A forger can write any iat; the worst it buys is waiting out the refetch window
+    for its own 401. An iat beyond the leeway is ignored: the token fails on it anyway.
+    """
+    try:
+        claims = json.loads(extract_compact(token.encode("ascii")).payload)
+        iat = claims.get("iat") if isinstance(claims, dict) else None
+        if isinstance(iat, bool) or not isinstance(iat, int | float):
+            return None
+        issued = float(iat)
+    except (JoseError, ValueError, TypeError, UnicodeError, RecursionError, OverflowError):
+        return None
+    return issued if math.isfinite(issued) and issued <= time.time() + LEEWAY_SECONDS else None
 
 
 def _principal(claims: dict[str, Any]) -> Principal:

@@ -3,7 +3,11 @@
 Better Auth sends no cache headers and rotates keys by adding a new `kid`.
 So keys are kept until a token names a `kid` we do not hold; then the set is
 fetched again, at most once per `refetch_interval` however many such tokens
-arrive (concurrent callers share one fetch). A set older than `max_age` is
+arrive (concurrent callers share one fetch). Anyone can send unknown kids, so
+the window may have just been used when a genuinely rotated key shows up: a
+token issued after our last read of the set then waits for the window to
+reopen (at most `refetch_interval`) instead of being refused, still without
+more than one fetch per window. A set older than `max_age` is
 refreshed on the next use; if the provider is down then, the cached keys keep
 working. A `kid` that cannot be resolved because the provider is down is a 503
 (`ProviderUnavailableError`), not a 401: the token may be perfectly valid.
@@ -147,6 +151,7 @@ class KeyCache:
         self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=True)
         self._keys: dict[str | None, VerificationKey] = {}
         self._fetched_at = 0.0  # when the keys were last read successfully
+        self._fetched_wall = 0.0  # the same moment by the wall clock, to compare with a token's iat
         self._attempted_at = -float("inf")  # when a fetch last started
         self._completed = 0  # fetches finished, successful or not
         self._lock = asyncio.Lock()
@@ -166,12 +171,24 @@ class KeyCache:
     def _forget_background(self, _task: asyncio.Task[None]) -> None:
         self._background = None
 
-    async def get(self, kid: str | None) -> VerificationKey | None:
-        """The key for `kid`, fetching if needed; None when the provider does not have it."""
+    async def get(self, kid: str | None, *, issued_at: float | None = None) -> VerificationKey | None:
+        """The key for `kid`, fetching if needed; None when the provider does not have it.
+
+        `issued_at`: the token's (unverified) iat. When the kid is still unknown, the
+        refetch window is closed, and the token is newer than our copy of the set, its
+        key may be newer too: wait for the window to reopen and fetch once more.
+        """
         found = self._lookup(kid)
         if found is None:
             await self._refresh(required=True)
-            return self._lookup(kid)
+            found = self._lookup(kid)
+            wait = self._window_opens_in()
+            if found is None and issued_at is not None and issued_at > self._fetched_wall and wait > 0:
+                # The small margin: the event loop may wake a timer a clock tick early.
+                await asyncio.sleep(wait + 0.01)
+                await self._refresh(required=True)
+                found = self._lookup(kid)
+            return found
         if self._stale() and self._background is None:
             # Refresh behind the request: a slow provider must not slow a known key.
             self._background = asyncio.create_task(self._refresh(required=False))
@@ -183,6 +200,9 @@ class KeyCache:
             # A token without kid can only mean the provider's one key.
             return next(iter(self._keys.values()))
         return self._keys.get(kid)
+
+    def _window_opens_in(self) -> float:
+        return max(0.0, self._attempted_at + self.refetch_interval - time.monotonic())
 
     def _stale(self) -> bool:
         return time.monotonic() - self._fetched_at > self.max_age
@@ -211,6 +231,7 @@ class KeyCache:
             self._completed += 1
         self._last_error = None
         self._fetched_at = time.monotonic()
+        self._fetched_wall = time.time()
         logger.info("Loaded %d signing key(s) from %s", len(self._keys), self.url)
 
     async def _fetch_in_time(self) -> dict[str | None, VerificationKey]:

@@ -30,10 +30,19 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = Headers(scope=scope).get("x-request-id", "")
+        request_headers = Headers(scope=scope)
+        incoming = request_headers.get("x-request-id", "")
         request_id = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         # Not reset afterwards: the 500 handler runs outside this middleware and needs it.
         REQUEST_ID.set(request_id)
+        body_read = not _has_body(request_headers)
+
+        async def receive_tracking() -> Message:
+            nonlocal body_read
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_read = True
+            return message
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -41,9 +50,18 @@ class RequestContextMiddleware:
                 headers["X-Request-ID"] = request_id
                 headers["X-Content-Type-Options"] = "nosniff"
                 headers.setdefault("Cache-Control", "no-store")
+                if not body_read:
+                    # Answered before the body was read (a 401, a 413...): the rest of the body may
+                    # still be on its way, so Hypercorn closes this connection after the answer.
+                    # Saying so keeps a client from sending its next request into that close.
+                    headers["Connection"] = "close"
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive_tracking, send_with_headers)
+
+
+def _has_body(headers: Headers) -> bool:
+    return headers.get("content-length", "0").strip() not in ("", "0") or "transfer-encoding" in headers
 
 
 def middleware(settings: Settings) -> list[Middleware]:

@@ -14,7 +14,7 @@ import re
 from typing import Any, Final, TypeVar
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from backend.errors import (
     MalformedJSONError,
@@ -64,11 +64,15 @@ async def _read_limited(request: Request) -> bytes:
         raise _too_large()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _too_large()
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody is left to answer, but this must be a logged 4xx, not a 500 with a traceback.
+        raise MalformedJSONError("The client disconnected before the body was complete") from None
     return b"".join(chunks)
 
 

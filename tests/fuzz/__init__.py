@@ -1,0 +1,1 @@
+"""Schemathesis against a live server: `nox -s fuzz` (or `python -m tests.fuzz`)."""

@@ -1,0 +1,172 @@
+"""Secrets stay secret: BETTER_AUTH_SECRET, the database password and bearer
+tokens never appear in the server's log, in a response body or header, in
+/ready, in the startup failure lines, or in `inv env-check`'s report.
+
+Each test runs the real thing (a live server at debug level, the invoke task
+in a subprocess) with secrets that are easy to grep for, then greps every
+byte it captured.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from tests.conftest import AUTH_URL, Tokens, fresh_postgres_database
+from tests.support.jwks_server import JWKSServer
+from tests.support.live import ROOT, LiveServer, free_port, run_to_exit
+from tests.support.tokens import forge
+
+pytestmark = pytest.mark.live
+
+SECRET = "leak-canary-secret-" + uuid.uuid4().hex + "-0123456789abcdef"
+PASSWORD = "leak-canary-pw-" + uuid.uuid4().hex
+
+
+def with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    netloc = f"{parts.username or 'postgres'}:{password}@{parts.hostname}:{parts.port or 5432}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def assert_nothing_leaked(text: str, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in text, f"{secret[:12]}... leaked:\n{text[-3000:]}"
+    assert "Traceback" not in text, text[-3000:]
+
+
+def token_pieces(token: str) -> list[str]:
+    """The token and each of its segments long enough to be unmistakable."""
+    return [token, *(part for part in token.split(".") if len(part) > 16)]
+
+
+@pytest.fixture(scope="module")
+async def password_url(postgres_admin_url: str) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database, its URL carrying a password (trust auth ignores it)."""
+    async with fresh_postgres_database(postgres_admin_url) as url:
+        yield with_password(url, PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def live(password_url: str, jwks: JWKSServer) -> Iterator[LiveServer]:
+    with LiveServer(
+        APP_ENV="development",
+        DATABASE_URL=password_url,
+        BETTER_AUTH_URL=AUTH_URL,
+        BETTER_AUTH_JWKS_URL=jwks.url,
+        BETTER_AUTH_SECRET=SECRET,
+        LOG_LEVEL="debug",
+        DB_CONNECT_RETRY_SECONDS="0",
+    ) as server:
+        server.start()
+        server.wait_ready()
+        yield server
+
+
+def test_server_log_bodies_and_headers_hold_no_secret_or_token(live: LiveServer, tokens: Tokens) -> None:
+    valid = tokens.signed("alice")
+    hs256 = tokens.hs256("alice", secret=SECRET)
+    forged = forge({"alg": "none"}, tokens.claims("alice"))
+    expired = tokens.signed("alice", exp=1)
+    wrong_secret = tokens.hs256("alice", secret="not-" + SECRET)
+    sent = [valid, hs256, forged, expired, wrong_secret]
+    captured: list[str] = []
+    with httpx.Client(base_url=live.url, timeout=10) as http:
+        for token in sent:
+            auth = {"Authorization": f"Bearer {token}"}
+            responses = [
+                http.get("/api/me", headers=auth),
+                http.post("/api/alice/tasks", json={"title": "t"}, headers=auth),
+                http.post("/api/alice/tasks", content=b"{", headers={**auth, "Content-Type": "application/json"}),
+                http.get("/api/bob/tasks", headers=auth),
+                http.get("/api/alice/tasks", params={"q": SECRET[:50]}, headers=auth),
+            ]
+            captured += [f"{r.status_code} {r.headers} {r.text}" for r in responses]
+        ready = http.get("/ready")
+        captured += [f"{ready.headers} {ready.text}", http.get("/openapi.json").text, http.get("/health").text]
+
+    assert ready.status_code == 200, ready.text
+    assert "PostgreSQL" in ready.text or "postgres" in ready.text.lower()
+    pieces = [piece for token in sent for piece in token_pieces(token)]
+    assert_nothing_leaked(live.stderr + live.stdout, SECRET, PASSWORD, *pieces)
+    assert_nothing_leaked("\n".join(captured), SECRET, PASSWORD, *pieces)
+
+
+def test_ready_names_the_database_without_its_password(live: LiveServer) -> None:
+    response = httpx.get(f"{live.url}/ready", timeout=10)
+
+    assert response.status_code == 200
+    checks = {check["name"]: check["detail"] for check in response.json()["checks"]}
+    assert PASSWORD not in checks["database"]
+    assert "answers" in checks["database"]
+
+
+def test_startup_failures_name_the_cause_without_the_password_or_secret() -> None:
+    refused = f"postgresql://app:{PASSWORD}@127.0.0.1:{free_port()}/todo"
+    status, stderr = run_to_exit(
+        {
+            "APP_ENV": "development",
+            "DATABASE_URL": refused,
+            "BETTER_AUTH_SECRET": SECRET,
+            "DB_CONNECT_RETRY_SECONDS": "0",
+            "LOG_LEVEL": "debug",
+        }
+    )
+
+    assert status == 1
+    assert "127.0.0.1" in stderr
+    assert_nothing_leaked(stderr, PASSWORD, SECRET)
+
+
+def test_settings_errors_never_print_a_weak_secret_in_full() -> None:
+    weak = "weak-" + uuid.uuid4().hex[:8]
+    status, stderr = run_to_exit(
+        {
+            "APP_ENV": "production",
+            "DATABASE_URL": f"postgresql://app:{PASSWORD}@db.example.com/todo",
+            "BETTER_AUTH_URL": "https://auth.example.com",
+            "BETTER_AUTH_SECRET": weak,
+            "CORS_ORIGINS": "https://app.example.com",
+        }
+    )
+
+    assert status == 1
+    assert "BETTER_AUTH_SECRET" in stderr
+    assert_nothing_leaked(stderr, weak, PASSWORD)
+
+
+def _env_check_available() -> bool:
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "--list"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    return "env-check" in result.stdout
+
+
+@pytest.mark.skipif(not _env_check_available(), reason="`inv env-check` does not exist yet (issue: the toolbelt)")
+@pytest.mark.parametrize("json_output", [False, True], ids=["text", "json"])
+def test_env_check_report_holds_no_secret_or_password(jwks: JWKSServer, json_output: bool) -> None:
+    env = {
+        **os.environ,
+        "APP_ENV": "development",
+        "DATABASE_URL": f"postgresql://app:{PASSWORD}@127.0.0.1:{free_port()}/todo",
+        "BETTER_AUTH_URL": AUTH_URL,
+        "BETTER_AUTH_JWKS_URL": jwks.url,
+        "BETTER_AUTH_SECRET": SECRET,
+        "PORT": str(free_port()),
+        "NO_COLOR": "1",
+    }
+    command = [sys.executable, "-m", "invoke", "env-check", *(["--json"] if json_output else [])]
+
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output  # the database is refused: a failure, named
+    assert "DATABASE_URL" in output or "database" in output.lower(), output
+    assert_nothing_leaked(output, SECRET, PASSWORD)
