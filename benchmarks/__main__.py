@@ -1,0 +1,21 @@
+"""`python -m benchmarks [OPTIONS]` runs the benchmark (`--help`);
+`python -m benchmarks profile SCENARIO` profiles ours under load with py-spy;
+`python -m benchmarks sqlcost` times one list query through each database layer;
+`python -m benchmarks cost SCENARIO` measures our app's CPU per request, no HTTP.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks import bench, cost, profile, sqlcost
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if args[:1] == ["profile"]:
+        sys.exit(profile.main(args[1:]))
+    if args[:1] == ["cost"]:
+        sys.exit(cost.main(args[1:]))
+    if args[:1] == ["sqlcost"]:
+        sys.exit(sqlcost.main(args[1:]))
+    sys.exit(bench.main(args))

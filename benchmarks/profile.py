@@ -1,0 +1,99 @@
+"""Where our server's time goes under load: py-spy while wrk runs a scenario.
+
+    nox -s bench -- --profile list          (or: python -m benchmarks.profile list)
+
+py-spy samples the running server from outside (no code change, no
+slowdown worth the name); the collapsed stacks are summed into the share of
+samples each function is on the stack for ("inclusive") and written beside
+the results; the raw stacks (loadable in speedscope.app) stay in a temporary
+folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks import postgres, servers, wrk
+from benchmarks.bench import RESULTS, SCENARIOS, _token
+
+TOP = 40
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile")
+    parser.add_argument("scenario", choices=[name for name in SCENARIOS if name != "health"] + ["health"])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    opts = parser.parse_args(argv)
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    with postgres.BenchPostgres() as pg:
+        url = pg.create("profile")
+        ids = postgres.reseed(url)["alice"]
+        server = servers.ours(url)
+        try:
+            server.start()
+            args = [_token(), "alice", ",".join(map(str, ids))]
+            wrk.run(server.url, opts.scenario, 2, opts.connections, args)
+            raw = Path(tempfile.mkdtemp()) / "stacks.txt"
+            assert server.process is not None
+            record = ["record", "--pid", str(server.process.pid), "--format", "raw", "--rate", "250"]
+            spy = subprocess.Popen(
+                [py_spy, *record, "--duration", str(opts.seconds), "--output", str(raw), "--nonblocking"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            result = wrk.run(server.url, opts.scenario, opts.seconds, opts.connections, args)
+            spy.wait(opts.seconds + 30)
+        finally:
+            server.stop()
+    summary = summarize(raw.read_text(), opts.scenario, result)
+    target = RESULTS / f"profile-{opts.scenario}.txt"
+    target.write_text(summary)
+    print(summary)
+    print(f"written to {target}; the raw stacks (for speedscope.app) are in {raw}")
+    return 0
+
+
+def summarize(stacks: str, scenario: str, result: wrk.Result) -> str:
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in stacks.splitlines():
+        frames, _, count = line.rpartition(" ")
+        if not frames or not count.isdigit():
+            continue
+        samples = int(count)
+        names = [_short(frame) for frame in frames.split(";")]
+        total += samples
+        own[names[-1]] += samples
+        for name in set(names):
+            inclusive[name] += samples
+    lines = [
+        f"py-spy profile of ours, scenario {scenario}: {result.rps:,.0f} req/s, p99 {result.p99_us / 1000:.1f} ms;"
+        f" {total} samples",
+        "",
+        "inclusive %  function (module:line)",
+    ]
+    lines += [f"{100 * n / total:10.1f}  {name}" for name, n in inclusive.most_common(TOP)]
+    lines += ["", "self %  function"]
+    lines += [f"{100 * n / total:6.1f}  {name}" for name, n in own.most_common(TOP // 2)]
+    return "\n".join(lines) + "\n"
+
+
+def _short(frame: str) -> str:
+    # py-spy raw frames: "function (path/to/module.py:line)"
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").split("site-packages/")[-1].split("/work/main/")[-1]
+    path = path.rsplit(":", 1)[0]
+    return f"{name} ({path})"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,89 @@
+"""Medians, ratios, targets: the table printed and written to results/latest.md."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+
+from benchmarks.wrk import Result
+
+# (scenario, minimum ours/peer req/s ratio)
+TARGETS = {"list": 2.0, "create": 1.5}
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """The medians of one server's runs of one scenario."""
+
+    scenario: str
+    server: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+    runs: int
+
+    @classmethod
+    def of(cls, scenario: str, server: str, results: Sequence[Result]) -> Summary:
+        return cls(
+            scenario,
+            server,
+            statistics.median(r.rps for r in results),
+            statistics.median(r.p50_us for r in results) / 1000,
+            statistics.median(r.p99_us for r in results) / 1000,
+            sum(r.non_2xx for r in results),
+            sum(r.socket_errors for r in results),
+            len(results),
+        )
+
+
+def table(summaries: Iterable[Summary]) -> str:
+    lines = [
+        "| scenario | server | req/s | p50 ms | p99 ms | non-2xx | socket errors/timeouts |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in summaries:
+        lines.append(
+            f"| {s.scenario} | {s.server} | {s.rps:,.0f} | {s.p50_ms:.1f} | {s.p99_ms:.1f} | {s.non_2xx} "
+            f"| {s.socket_errors} |"
+        )
+    return "\n".join(lines)
+
+
+def ratios(summaries: Mapping[tuple[str, str], Summary]) -> str:
+    lines = [
+        "| scenario | ours/peer req/s | target | ours/ceiling req/s | ceiling Hypercorn/uvicorn "
+        "| p99 ours vs peer (ms) | verdict |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
+    scenarios = dict.fromkeys(scenario for scenario, _ in summaries)
+    for scenario in scenarios:
+        ours = summaries[(scenario, "ours")]
+        peer = summaries.get((scenario, "peer"))
+        ceiling = summaries.get((scenario, "ceiling"))
+        uvicorn = summaries.get((scenario, "ceiling-uvicorn"))
+        hypercorn = f"{ceiling.rps / uvicorn.rps:.2f}x" if ceiling and uvicorn else "-"
+        to_peer = ours.rps / peer.rps if peer else None
+        to_ceiling = f"{ours.rps / ceiling.rps:.2f}x" if ceiling else "-"
+        target = TARGETS.get(scenario)
+        p99 = f"{ours.p99_ms:.1f} vs {peer.p99_ms:.1f}" if peer else "-"
+        verdict = _verdict(ours, peer, to_peer, target)
+        shown = f"{to_peer:.2f}x" if to_peer is not None else "-"
+        wanted = f">= {target:.1f}x" if target else "-"
+        lines.append(f"| {scenario} | {shown} | {wanted} | {to_ceiling} | {hypercorn} | {p99} | {verdict} |")
+    return "\n".join(lines)
+
+
+def _verdict(ours: Summary, peer: Summary | None, to_peer: float | None, target: float | None) -> str:
+    problems = []
+    if ours.non_2xx or ours.socket_errors:
+        problems.append(f"{ours.non_2xx} non-2xx, {ours.socket_errors} socket errors")
+    if target is not None and peer is not None and ours.p99_ms >= peer.p99_ms:
+        problems.append("p99 not below the peer's")
+    if target is not None and to_peer is not None and to_peer < target:
+        problems.append(f"below {target:.1f}x")
+    if problems:
+        return "; ".join(problems)
+    return "met" if target is not None else "no errors (no ratio target)"
