@@ -1,37 +1,58 @@
 """Isolated, reproducible sessions; CI runs the default ones (`nox`).
 
-`nox -l` lists every session with its one-line description.
-`nox -s tests -- -k auth` passes the arguments after `--` to pytest.
+`nox` runs every default session: the suite on Python 3.11, 3.12 and 3.13,
+each against SQLite and a real PostgreSQL, then lint, typecheck, interop (a
+real Better Auth server) and browser (headless Chromium). `nox -l` lists every
+session with its one-line description; `nox -s tests -- -k auth` passes the
+arguments after `--` to pytest.
 
-Interpreters: Python 3.11, 3.12 and 3.13 must be on PATH as python3.11,
-python3.12 and python3.13 (README.md says how to get them). Locally a missing
-one is skipped; with CI=true nox treats it as a failure.
+Interpreters: python3.11, python3.12 and python3.13 on PATH (README.md says
+how to get them). Locally a missing interpreter, Node or Chromium skips its
+session; with CI=true each of them is a failure.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+from pathlib import Path
 
 import nox
 
 nox.needs_version = ">=2026.10"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["tests", "lint", "typecheck"]
-if os.environ.get("CI", "").lower() == "true":
+nox.options.sessions = ["tests", "lint", "typecheck", "interop", "browser"]
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+if IN_CI:
     nox.options.error_on_missing_interpreters = True
 
 PYTHONS = ["3.11", "3.12", "3.13"]
+ROOT = Path(__file__).resolve().parent
+INTEROP = ROOT / "interop"
 RUNTIME = ("-r", "requirements.txt")
+TESTING = (*RUNTIME, "-r", "requirements-test.txt")
+
+
+def _unavailable(session: nox.Session, reason: str) -> None:
+    """A session that cannot run on this machine: a failure in CI, a skip locally."""
+    if IN_CI:
+        session.error(reason)
+    session.skip(reason)
+
+
+# The suite and static checks.
 
 
 @nox.session(python=PYTHONS)
 @nox.parametrize("db", ["sqlite", "postgresql"])
 def tests(session: nox.Session, db: str) -> None:
     """Run the test suite on this Python against SQLite or a real PostgreSQL."""
-    session.install(*RUNTIME, "-r", "requirements-test.txt")
-    env = {"TEST_DB": db}
-    session.run("pytest", *session.posargs, env=env)
+    session.install(*TESTING)
+    # PostgreSQL: TEST_DATABASE_URL, else a throwaway cluster (tests/conftest.py).
+    session.run("pytest", *session.posargs, env={"TEST_DB": db})
 
 
 @nox.session(python=PYTHONS[0])
@@ -47,3 +68,69 @@ def typecheck(session: nox.Session) -> None:
     """Type-check backend/ and tasks.py with mypy in strict mode."""
     session.install(*RUNTIME, "-r", "requirements-lint.txt")
     session.run("mypy")
+
+
+# Real clients of the live backend.
+
+
+@nox.session(python=PYTHONS[0])
+def interop(session: nox.Session) -> None:
+    """Verify a real Better Auth server's JWTs (EdDSA/ES256/RS256, key rotation, outage) end to end."""
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        _unavailable(session, "interop needs Node 20+ and npm on PATH (https://nodejs.org or your OS package)")
+    session.install(*TESTING)
+    _npm_ci(session)
+    session.run("pytest", "-m", "interop", "tests/interop", *session.posargs)
+
+
+def _npm_ci(session: nox.Session) -> None:
+    """Install interop/package-lock.json into interop/node_modules unless it is already there."""
+    digest = hashlib.sha256((INTEROP / "package-lock.json").read_bytes()).hexdigest()
+    stamp = INTEROP / "node_modules" / ".installed-lock-sha256"
+    if stamp.is_file() and stamp.read_text() == digest:
+        session.log("interop/node_modules matches package-lock.json")
+        return
+    # better-sqlite3 builds from source when its prebuilt binary cannot be downloaded.
+    session.run("npm", "ci", "--prefix", str(INTEROP), "--no-audit", "--no-fund", external=True)
+    stamp.write_text(digest)
+
+
+@nox.session(python=PYTHONS[0])
+def browser(session: nox.Session) -> None:
+    """Call the live backend from headless Chromium: CORS preflight, Bearer token, a refused origin."""
+    if shutil.which("chromium") is None:
+        _install_chromium(session)
+    session.install(*TESTING)
+    session.run("pytest", "-m", "browser", "tests/browser", *session.posargs)
+
+
+def _install_chromium(session: nox.Session) -> None:
+    """Debian's chromium package, when we may install it; never a browser download."""
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        _unavailable(session, "chromium is not installed: `sudo apt-get install chromium` (Debian/Ubuntu)")
+    session.run("apt-get", "update", "-qq", external=True)
+    session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", external=True)
+
+
+# Optional sessions, not run by `nox`: `nox -s NAME`.
+
+
+@nox.session(python=PYTHONS[0], default=False)
+def fuzz(session: nox.Session) -> None:
+    """Fuzz a live server with schemathesis from its /openapi.json; `-- --max-time 60` bounds each run."""
+    session.install(*RUNTIME, "-r", "requirements-fuzz.txt")
+    # SQLite in a temporary folder; FUZZ_DATABASE_URL=postgresql://... fuzzes against PostgreSQL.
+    session.run("python", "-m", "tests.fuzz", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0], default=False)
+def bench(session: nox.Session) -> None:
+    """Load ours, FastAPI + SQLModel and a bare ceiling side by side with wrk; `-- --quick` is a smoke run."""
+    if shutil.which("wrk") is None:
+        if shutil.which("apt-get") is None or os.geteuid() != 0:
+            _unavailable(session, "wrk is not installed: `sudo apt-get install wrk` (Debian/Ubuntu)")
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run("apt-get", "install", "-y", "-qq", "wrk", external=True)
+    session.install(*RUNTIME, "-r", "benchmarks/requirements.txt")
+    # PostgreSQL: BENCH_DATABASE_URL or TEST_DATABASE_URL, else a throwaway cluster.
+    session.run("python", "-m", "benchmarks", *session.posargs)

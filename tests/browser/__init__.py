@@ -1,0 +1,1 @@
+"""The backend called from a real browser (headless Chromium): `nox -s browser`."""

@@ -1,0 +1,1 @@
+"""Interop with a real Better Auth server: `nox -s interop`."""
