@@ -58,13 +58,19 @@ class ListenError(AppError):
 
 def main() -> int:
     """`python -m backend`: load settings, bind, serve until a signal."""
+    settings = _settings_or_report()
+    return 1 if settings is None else serve(settings)
+
+
+def _settings_or_report() -> Settings | None:
+    """The settings with logging configured, or None once every problem is reported."""
     try:
         settings = load_settings()
     except SettingsError as error:
         report(error)
-        return 1
+        return None
     configure_logging(settings.log_level)
-    return serve(settings)
+    return settings
 
 
 def serve(settings: Settings, *, auto_port: bool = False, reload: bool = False) -> int:
@@ -88,12 +94,9 @@ def serve(settings: Settings, *, auto_port: bool = False, reload: bool = False) 
 
 def serve_inherited(fds: list[str]) -> int:
     """A `--reload` child: settings afresh, then serve the listening sockets inherited as descriptors `fds`."""
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        report(error)
+    settings = _settings_or_report()
+    if settings is None:
         return 1
-    configure_logging(settings.log_level)
     from backend.reloader import stop_when_orphaned
 
     stop_when_orphaned()

@@ -207,7 +207,7 @@ def _check_production(reader: _Reader, values: Mapping[str, Any]) -> None:
         )
     for name, key in (("BETTER_AUTH_URL", "better_auth_url"), ("BETTER_AUTH_JWKS_URL", "jwks_url")):
         url = urlsplit(str(values[key]))
-        if url.scheme == "http" and not _is_loopback(url.hostname or ""):
+        if url.scheme == "http" and not is_loopback_host(url.hostname or ""):
             reader.fail(
                 name,
                 f"is plain http to another host ({values[key]}): keys could be swapped in transit",
@@ -215,7 +215,7 @@ def _check_production(reader: _Reader, values: Mapping[str, Any]) -> None:
             )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
     try:

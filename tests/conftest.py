@@ -9,6 +9,7 @@ otherwise a throwaway cluster started with initdb/pg_ctl.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import time
@@ -26,6 +27,7 @@ from backend.app import create_app
 from backend.settings import Secret, Settings
 from tests.support import pgcluster
 from tests.support.jwks_server import JWKSServer, sign
+from tests.support.live import LiveServer
 
 TEST_DB = os.environ.get("TEST_DB", "sqlite")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -217,3 +219,23 @@ async def client_without_secret(settings: Settings) -> AsyncIterator[httpx.Async
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def ready_server(database_url: str, jwks: JWKSServer, **settings: str) -> Iterator[LiveServer]:
+    """A real server (subprocess, real socket) with the suite's auth settings, ready; `settings` override."""
+    with LiveServer(
+        **{
+            "APP_ENV": "development",
+            "DATABASE_URL": database_url,
+            "BETTER_AUTH_URL": AUTH_URL,
+            "BETTER_AUTH_JWKS_URL": jwks.url,
+            "BETTER_AUTH_SECRET": SECRET,
+            "LOG_LEVEL": "info",
+            "DB_CONNECT_RETRY_SECONDS": "0",
+            **settings,
+        }
+    ) as server:
+        server.start()
+        server.wait_ready()
+        yield server

@@ -24,7 +24,7 @@ from backend.payloads import MAX_BODY_BYTES
 from backend.schemas import QUERY_MAX
 from backend.server import hypercorn_config
 from backend.settings import Settings
-from tests.conftest import AUTH_URL, SECRET, Tokens
+from tests.conftest import Tokens, ready_server
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer
 
@@ -40,17 +40,7 @@ PATIENCE = 10.0
 
 @pytest.fixture(scope="module")
 def live(database_url: str, jwks: JWKSServer) -> Iterator[LiveServer]:
-    with LiveServer(
-        APP_ENV="development",
-        DATABASE_URL=database_url,
-        BETTER_AUTH_URL=AUTH_URL,
-        BETTER_AUTH_JWKS_URL=jwks.url,
-        BETTER_AUTH_SECRET=SECRET,
-        LOG_LEVEL="info",
-        DB_CONNECT_RETRY_SECONDS="0",
-    ) as server:
-        server.start()
-        server.wait_ready()
+    with ready_server(database_url, jwks) as server:
         yield server
 
 

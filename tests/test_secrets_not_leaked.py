@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.conftest import AUTH_URL, Tokens, fresh_postgres_database
+from tests.conftest import AUTH_URL, Tokens, fresh_postgres_database, ready_server
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import ROOT, LiveServer, free_port, run_to_exit
 from tests.support.tokens import forge
@@ -56,17 +56,7 @@ async def password_url(postgres_admin_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 def live(password_url: str, jwks: JWKSServer) -> Iterator[LiveServer]:
-    with LiveServer(
-        APP_ENV="development",
-        DATABASE_URL=password_url,
-        BETTER_AUTH_URL=AUTH_URL,
-        BETTER_AUTH_JWKS_URL=jwks.url,
-        BETTER_AUTH_SECRET=SECRET,
-        LOG_LEVEL="debug",
-        DB_CONNECT_RETRY_SECONDS="0",
-    ) as server:
-        server.start()
-        server.wait_ready()
+    with ready_server(password_url, jwks, LOG_LEVEL="debug") as server:
         yield server
 
 

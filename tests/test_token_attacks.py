@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 
 from backend.auth import MAX_TOKEN_LENGTH
 from backend.settings import Settings
-from tests.conftest import AUTH_URL, SECRET, Tokens
+from tests.conftest import AUTH_URL, Tokens, ready_server
 from tests.support.jwks_server import JWKSServer, generate_key, sign
 from tests.support.live import LiveServer
 from tests.support.tokens import (
@@ -400,17 +400,7 @@ async def test_token_older_than_the_key_set_with_an_unknown_kid_is_refused_witho
 
 @pytest.fixture(scope="module")
 def live(database_url: str, jwks: JWKSServer) -> Iterator[LiveServer]:
-    with LiveServer(
-        APP_ENV="development",
-        DATABASE_URL=database_url,
-        BETTER_AUTH_URL=AUTH_URL,
-        BETTER_AUTH_JWKS_URL=jwks.url,
-        BETTER_AUTH_SECRET=SECRET,
-        LOG_LEVEL="info",
-        DB_CONNECT_RETRY_SECONDS="0",
-    ) as server:
-        server.start()
-        server.wait_ready()
+    with ready_server(database_url, jwks) as server:
         yield server
 
 

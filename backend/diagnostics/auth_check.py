@@ -11,7 +11,6 @@ called out: tokens from Better Auth would all be rejected.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 from typing import Final
 from urllib.parse import urlsplit
@@ -20,7 +19,7 @@ import httpx
 
 from backend.diagnostics.results import Result, fail, ok, warn
 from backend.jwks import MAX_JWKS_BYTES, ProviderUnavailableError, parse_key_set
-from backend.settings import Settings
+from backend.settings import Settings, is_loopback_host
 
 CHECK: Final = "auth"
 _URL_FIX: Final = (
@@ -118,7 +117,7 @@ async def _get(url: str, seconds: float) -> tuple[int, bytes]:
 
 def _unreachable(settings: Settings, message: str) -> Result:
     host = urlsplit(settings.jwks_url).hostname or ""
-    if not settings.is_production and _is_loopback(host):
+    if not settings.is_production and is_loopback_host(host):
         return warn(
             CHECK,
             code="AUTH_JWKS_UNREACHABLE",
@@ -126,12 +125,3 @@ def _unreachable(settings: Settings, message: str) -> Result:
             fix="start the frontend (`npm run dev`) so Better Auth serves its keys, or fix BETTER_AUTH_JWKS_URL",
         )
     return fail(CHECK, code="AUTH_JWKS_UNREACHABLE", message=message, fix=_URL_FIX)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
