@@ -131,19 +131,11 @@ def migrate(c: Context) -> None:
     """Apply pending database migrations and say which."""
     import asyncio
 
-    from backend.database import Database
     from backend.errors import AppError
-    from backend.migrations import connect_and_migrate
-
-    async def _migrate() -> list[str]:
-        db = Database(_settings())
-        try:
-            return [f"{m.version:04d} {m.name}" for m in await connect_and_migrate(db, 0)]
-        finally:
-            await db.disconnect()
+    from backend.migrations import migrate as apply_pending
 
     try:
-        applied = asyncio.run(_migrate())
+        applied = [f"{m.version:04d} {m.name}" for m in asyncio.run(apply_pending(_settings()))]
     except AppError as error:
         _fail(error)
     print("\n".join(f"applied {name}" for name in applied) or "schema is current; nothing to apply")

@@ -89,7 +89,7 @@ class TokenVerifier:
             raise _invalid(f"The token is longer than {MAX_TOKEN_LENGTH} characters")
         header = _header(token)
         alg: str = header["alg"]
-        key = await self._key_for(alg, header.get("kid"), _issued_at(token))
+        key = await self._key_for(alg, header.get("kid"), token)
         try:
             claims = jwt.decode(token, key, algorithms=[alg], registry=self._registries[alg]).claims
             self._claims_registry().validate(claims)
@@ -106,7 +106,7 @@ class TokenVerifier:
             raise _invalid(f"The token cannot be decoded ({type(error).__name__})") from None
         return _principal(claims)
 
-    async def _key_for(self, alg: str, kid: object, issued_at: float | None) -> Key:
+    async def _key_for(self, alg: str, kid: object, token: str) -> Key:
         if alg == "HS256":
             if self._secret is None:
                 raise _invalid("HS256 tokens are accepted only when BETTER_AUTH_SECRET is set")
@@ -116,7 +116,7 @@ class TokenVerifier:
         if kid is not None and not isinstance(kid, str):
             raise _invalid("The token's kid is not a string")
         try:
-            found = await self.keys.get(kid, issued_at=issued_at)
+            found = await self.keys.get(kid, issued_at=lambda: _issued_at(token))
         except ProviderUnavailableError:
             raise ServiceUnavailableError(
                 "The auth provider's keys cannot be fetched right now; retry shortly",

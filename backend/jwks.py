@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import httpx
@@ -171,19 +171,22 @@ class KeyCache:
     def _forget_background(self, _task: asyncio.Task[None]) -> None:
         self._background = None
 
-    async def get(self, kid: str | None, *, issued_at: float | None = None) -> VerificationKey | None:
+    async def get(
+        self, kid: str | None, *, issued_at: Callable[[], float | None] | None = None
+    ) -> VerificationKey | None:
         """The key for `kid`, fetching if needed; None when the provider does not have it.
 
-        `issued_at`: the token's (unverified) iat. When the kid is still unknown, the
-        refetch window is closed, and the token is newer than our copy of the set, its
-        key may be newer too: wait for the window to reopen and fetch once more.
+        `issued_at`: gives the token's (unverified) iat; called only on a miss. When
+        the kid is still unknown, the refetch window is closed, and the token is newer
+        than our copy of the set, its key may be newer too: wait for the window to
+        reopen and fetch once more.
         """
         found = self._lookup(kid)
         if found is None:
             await self._refresh(required=True)
             found = self._lookup(kid)
             wait = self._window_opens_in()
-            if found is None and issued_at is not None and issued_at > self._fetched_wall and wait > 0:
+            if found is None and wait > 0 and self._newer_than_our_keys(issued_at):
                 # The small margin: the event loop may wake a timer a clock tick early.
                 await asyncio.sleep(wait + 0.01)
                 await self._refresh(required=True)
@@ -200,6 +203,10 @@ class KeyCache:
             # A token without kid can only mean the provider's one key.
             return next(iter(self._keys.values()))
         return self._keys.get(kid)
+
+    def _newer_than_our_keys(self, issued_at: Callable[[], float | None] | None) -> bool:
+        iat = issued_at() if issued_at is not None else None
+        return iat is not None and iat > self._fetched_wall
 
     def _window_opens_in(self) -> float:
         return max(0.0, self._attempted_at + self.refetch_interval - time.monotonic())

@@ -18,8 +18,7 @@ from types import TracebackType
 
 import asyncpg
 
-from backend.database import Database
-from backend.migrations import connect_and_migrate
+from backend.migrations import migrate
 from backend.settings import Settings
 from tests.support import pgcluster
 
@@ -60,7 +59,7 @@ class BenchPostgres:
         asyncio.run(_admin(self.admin_url, f'CREATE DATABASE "{name}"'))
         self.names.append(name)
         url = f"{self.admin_url.rpartition('/')[0]}/{name}"
-        asyncio.run(_migrate(url))
+        asyncio.run(migrate(Settings(database_url=url)))
         return url
 
     def server_version(self) -> str:
@@ -94,14 +93,6 @@ async def _reseed(url: str) -> dict[str, list[int]]:
         return ids
     finally:
         await connection.close()
-
-
-async def _migrate(url: str) -> None:
-    db = Database(Settings(database_url=url))
-    try:
-        await connect_and_migrate(db, 0)
-    finally:
-        await db.disconnect()
 
 
 async def _admin(url: str, sql: str) -> None:

@@ -15,42 +15,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend.database import Database  # noqa: E402
 from backend.diagnostics.report import ReportOptions, run_checks  # noqa: E402
-from backend.migrations import connect_and_migrate  # noqa: E402
+from backend.migrations import migrate  # noqa: E402
 from backend.settings import SETTING_NAMES, Settings  # noqa: E402
+from tests.conftest import fresh_postgres_database  # noqa: E402
 from tests.support.jwks_server import JWKSServer  # noqa: E402
 from tests.support.live import free_port  # noqa: E402
-
-
-async def _migrate(url: str) -> None:
-    db = Database(Settings(database_url=url))
-    try:
-        await connect_and_migrate(db, 0)
-    finally:
-        await db.disconnect()
-
-
-async def _admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
 
 
 def _run_once(env_file: Path) -> tuple[float, int, str]:
@@ -72,31 +54,32 @@ def main() -> None:
     args = parser.parse_args()
     jwks = JWKSServer()
     jwks.add_key("EdDSA", "ed-1")
+    try:
+        asyncio.run(_measure(args.database_url, jwks, args.runs))
+    finally:
+        jwks.close()
+
+
+async def _measure(admin_url: str | None, jwks: JWKSServer, runs: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        name = f"todo_bench_{uuid.uuid4().hex[:8]}"
-        if args.database_url:
-            asyncio.run(_admin(args.database_url, f'CREATE DATABASE "{name}"'))
-            url = f"{args.database_url.rpartition('/')[0]}/{name}"
-        else:
-            url = f"sqlite:///{Path(folder) / 'todo.sqlite3'}"
-        try:
-            asyncio.run(_migrate(url))
+        async with contextlib.AsyncExitStack() as stack:
+            if admin_url:
+                url = await stack.enter_async_context(fresh_postgres_database(admin_url))
+            else:
+                url = f"sqlite:///{Path(folder) / 'todo.sqlite3'}"
+            await migrate(Settings(database_url=url))
             env_file = Path(folder) / ".env"
             env_file.write_text(f"DATABASE_URL={url}\nBETTER_AUTH_JWKS_URL={jwks.url}\nPORT={free_port()}\n")
-            _report(env_file, args.runs)
-        finally:
-            if args.database_url:
-                asyncio.run(_admin(args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            jwks.close()
+            await _report(env_file, runs)
 
 
-def _report(env_file: Path, runs: int) -> None:
+async def _report(env_file: Path, runs: int) -> None:
     _, status, output = _run_once(env_file)  # warm the file cache
     if status != 0:
         sys.exit(f"env-check failed with every service up:\n{output}")
     times = [_run_once(env_file)[0] for _ in range(runs)]
     started = time.perf_counter()
-    asyncio.run(run_checks(ReportOptions(env_file=env_file)))
+    await run_checks(ReportOptions(env_file=env_file))
     in_process = time.perf_counter() - started
     print(output.splitlines()[-1])
     print(

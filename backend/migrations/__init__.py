@@ -14,6 +14,7 @@ import logging
 
 from backend.database import Database
 from backend.migrations.versions import MIGRATIONS, Migration
+from backend.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,15 @@ async def connect_and_migrate(db: Database, retry_seconds: float) -> list[Migrat
     """Connect (retrying transient failures for `retry_seconds`), then apply pending migrations."""
     await db.connect_with_retry(retry_seconds)
     return await apply_migrations(db)
+
+
+async def migrate(settings: Settings) -> list[Migration]:
+    """Connect once (no retry), apply pending migrations, disconnect: `inv migrate` and the scripts."""
+    db = Database(settings)
+    try:
+        return await connect_and_migrate(db, 0)
+    finally:
+        await db.disconnect()
 
 
 async def current_version(db: Database) -> int:
