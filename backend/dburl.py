@@ -75,7 +75,7 @@ def parse_database_url(raw: str) -> DatabaseTarget:
     scheme = scheme.lower()
     if not sep:
         raise DatabaseURLError(
-            f"is {mask_url(raw)[:60]!r}, not a URL",
+            f"is {quoted(mask_url(raw), 60)}, not a URL",
             "write it as postgresql://user:password@host:5432/dbname or sqlite:///var/todo.sqlite3",
         )
     if scheme in _POSTGRES_SCHEMES:
@@ -83,9 +83,14 @@ def parse_database_url(raw: str) -> DatabaseTarget:
     if scheme in _SQLITE_SCHEMES:
         return _parse_sqlite(raw)
     raise DatabaseURLError(
-        f"uses the scheme {scheme!r}, which this backend does not support",
+        f"uses the scheme {quoted(scheme)}, which this backend does not support",
         "use postgresql://... (PostgreSQL, Neon) or sqlite:///path (embedded)",
     )
+
+
+def quoted(value: str, limit: int = 40) -> str:
+    """The value as a message quotes it: a 10 MB value must not land whole in a log line."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}..."
 
 
 def mask_url(raw: str) -> str:
@@ -164,7 +169,7 @@ def _query(query: str) -> dict[str, str]:
     seen: dict[str, str] = {}
     for key, value in pairs:
         if key in seen:
-            raise DatabaseURLError(f"sets {key!r} twice", f"keep one {key}= in the query string")
+            raise DatabaseURLError(f"sets {quoted(key)} twice", f"keep one {key}= in the query string")
         seen[key] = value
     return seen
 
@@ -179,7 +184,9 @@ def _postgres_options(query: dict[str, str], hostname: str) -> dict[str, Any]:
         raise DatabaseURLError("sets sslrootcert without sslmode", "add sslmode=verify-full (or verify-ca)")
     binding = query.pop("channel_binding", "prefer")
     if binding not in _CHANNEL_BINDING:
-        raise DatabaseURLError(f"has channel_binding={binding!r}", "use channel_binding=require, prefer or disable")
+        raise DatabaseURLError(
+            f"has channel_binding={quoted(binding)}", "use channel_binding=require, prefer or disable"
+        )
     # asyncpg cannot do SCRAM channel binding; the TLS from sslmode still applies.
     if query.pop("pgbouncer", "").lower() == "true" or "-pooler." in hostname:
         options["statement_cache_size"] = 0
@@ -194,7 +201,7 @@ def _postgres_options(query: dict[str, str], hostname: str) -> dict[str, Any]:
             options[key] = value
         else:
             raise DatabaseURLError(
-                f"has the query parameter {key!r}, which this backend does not understand",
+                f"has the query parameter {quoted(key)}, which this backend does not understand",
                 "remove it (supported: sslmode, sslrootcert, channel_binding, connect_timeout, "
                 "application_name, options, host, target_session_attrs, statement_cache_size, pgbouncer)",
             )
@@ -213,7 +220,7 @@ def _ssl_mode(query: dict[str, str], hostname: str) -> str | None:
         return "require" if hostname.endswith(".neon.tech") else None
     mode = _SSL_ALIASES.get(raw.lower(), raw.lower())
     if mode not in _SSL_MODES:
-        raise DatabaseURLError(f"has sslmode={raw!r}", f"use one of {', '.join(sorted(_SSL_MODES))}")
+        raise DatabaseURLError(f"has sslmode={quoted(raw)}", f"use one of {', '.join(sorted(_SSL_MODES))}")
     return mode
 
 
@@ -226,7 +233,7 @@ def _ssl_option(mode: str, rootcert: str | None) -> str | bool | ssl.SSLContext:
         context = ssl.create_default_context(cafile=None if rootcert == "system" else rootcert)
     except (OSError, ssl.SSLError) as error:
         raise DatabaseURLError(
-            f"has sslrootcert={rootcert!r}, which cannot be loaded ({error})",
+            f"has sslrootcert={quoted(rootcert, 80)}, which cannot be loaded ({error})",
             "point sslrootcert at the CA certificate file, or use sslrootcert=system",
         ) from None
     context.check_hostname = mode == "verify-full"
@@ -239,7 +246,7 @@ def _number(key: str, value: str) -> float:
     except ValueError:
         number = -1
     if number < 0:
-        raise DatabaseURLError(f"has {key}={value!r}, not a non-negative number", f"set {key} to a number")
+        raise DatabaseURLError(f"has {key}={quoted(value)}, not a non-negative number", f"set {key} to a number")
     return number
 
 

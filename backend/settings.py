@@ -20,7 +20,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from decouple import Config, RepositoryEmpty, RepositoryEnv
 
-from backend.dburl import mask_url, parse_database_url
+from backend.dburl import mask_url, parse_database_url, quoted
 from backend.devsecret import development_secret
 from backend.errors import DatabaseURLError, SettingProblem, SettingsError
 
@@ -250,7 +250,9 @@ class _Reader:
         value = value.lower() if lower else value
         if value not in choices:
             self.fail(
-                name, f"is {value!r}, not one of {', '.join(choices)}", f"set {name} to one of {', '.join(choices)}"
+                name,
+                f"is {quoted(value)}, not one of {', '.join(choices)}",
+                f"set {name} to one of {', '.join(choices)}",
             )
             return default
         return value
@@ -262,7 +264,7 @@ class _Reader:
         try:
             number = int(value)
         except ValueError:
-            self.fail(name, f"is {value[:40]!r}, not a whole number", f"set {name} to a number from {low} to {high}")
+            self.fail(name, f"is {quoted(value)}, not a whole number", f"set {name} to a number from {low} to {high}")
             return default
         if not low <= number <= high:
             self.fail(name, f"is {number}, outside {low}..{high}", f"set {name} to a number from {low} to {high}")
@@ -279,7 +281,7 @@ class _Reader:
             number = -1.0
         low_ok = number >= 0 if allow_zero else number > 0
         if not low_ok or number > 3600:
-            self.fail(name, f"is {value[:40]!r}, not a number of seconds", f"set {name} to seconds, e.g. {default:g}")
+            self.fail(name, f"is {quoted(value)}, not a number of seconds", f"set {name} to seconds, e.g. {default:g}")
             return default
         return number
 
@@ -287,7 +289,7 @@ class _Reader:
         value = (self.raw(name) or default).rstrip("/")
         parts = _split(value)
         if parts is None or parts.scheme not in ("http", "https") or parts.query or parts.fragment:
-            self.fail(name, f"is {mask_url(value)[:80]!r}, not an http(s) URL", f"set {name} like {default}")
+            self.fail(name, f"is {quoted(mask_url(value), 80)}, not an http(s) URL", f"set {name} like {default}")
             return default
         return value
 
@@ -322,7 +324,9 @@ class _Reader:
             elif _is_ip(host):
                 hosts.append(host)
             else:
-                self.fail(name, f"has {item!r}, not an IP address", f"set {name} to e.g. 127.0.0.1,::1 or 0.0.0.0")
+                self.fail(
+                    name, f"has {quoted(item)}, not an IP address", f"set {name} to e.g. 127.0.0.1,::1 or 0.0.0.0"
+                )
         return tuple(dict.fromkeys(hosts)) or LOOPBACK_HOSTS
 
     def origins(self, name: str, default: str) -> tuple[str, ...]:
@@ -335,7 +339,7 @@ class _Reader:
                     name, "is '*', which browsers refuse with credentials", f"list the frontend origins, e.g. {default}"
                 )
             elif parts is None or parts.scheme not in ("http", "https") or origin != f"{parts.scheme}://{parts.netloc}":
-                message = f"has {mask_url(origin)[:80]!r}, not an origin"
+                message = f"has {quoted(mask_url(origin), 80)}, not an origin"
                 self.fail(name, message, "write origins as scheme://host[:port], comma-separated")
             else:
                 origins.append(origin.lower())  # browsers send scheme and host in lower case

@@ -9,7 +9,6 @@ run against a default the user never chose.
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Final
 
 from backend.dburl import parse_database_url
@@ -18,8 +17,6 @@ from backend.errors import DatabaseURLError, SettingProblem, SettingsError
 from backend.settings import Lookup, Settings, build_settings
 
 CHECK: Final = "settings"
-# Some settings messages quote the whole value; a 10 MB paste must not fill the screen.
-_LONG_QUOTE: Final = re.compile(r"'([^']{60})[^']+'")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +42,7 @@ def _result(problem: SettingProblem, lookup: Lookup) -> Result:
     code = "CONFIG_INVALID"
     if problem.setting == "DATABASE_URL" and _url_is_malformed(lookup("DATABASE_URL")):
         code = "DATABASE_URL_INVALID"
-    message = _LONG_QUOTE.sub(r"'\1...'", f"{problem.setting} {problem.message}")
-    return fail(CHECK, code=code, message=message, fix=problem.fix)
+    return fail(CHECK, code=code, message=f"{problem.setting} {problem.message}", fix=problem.fix)
 
 
 def _url_is_malformed(value: str | None) -> bool:
