@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -208,15 +211,22 @@ def test_env_file_is_found_by_path_whatever_the_working_directory(
     assert load_settings(env_file, create_dev_secret=False).port == 9000
 
 
-def test_default_env_file_is_the_one_at_the_project_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)
+def _env_file_seen_from(cwd: Path, **environment: str) -> Path:
+    """ENV_FILE as a fresh interpreter computes it at import, from `cwd`."""
+    env = {key: value for key, value in os.environ.items() if key != "TODO_ENV_FILE"} | environment
+    code = "from backend.settings import ENV_FILE; print(ENV_FILE)"
+    env["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run([sys.executable, "-c", code], check=True, cwd=cwd, env=env, capture_output=True, text=True)
+    return Path(result.stdout.strip())
 
-    project_root = Path(settings_module.__file__).resolve().parent.parent
-    default = settings_module.ENV_FILE
 
-    assert default == project_root / ".env"
-    assert default.is_absolute()
-    assert inspect.signature(load_settings).parameters["env_file"].default == default
+def test_default_env_file_is_the_one_at_the_project_root(tmp_path: Path) -> None:
+    assert _env_file_seen_from(tmp_path) == ROOT / ".env"
+    assert inspect.signature(load_settings).parameters["env_file"].default == settings_module.ENV_FILE
+
+
+def test_todo_env_file_names_another_env_file(tmp_path: Path) -> None:
+    assert _env_file_seen_from(tmp_path, TODO_ENV_FILE="other.env") == tmp_path / "other.env"
 
 
 def test_missing_env_file_means_defaults(tmp_path: Path) -> None:
