@@ -2,8 +2,8 @@
 
 Throwaway PostgreSQL clusters: one without TLS whose pg_hba.conf asks a role
 for a scram-sha-256 password and rejects one database, one that accepts TLS
-connections only. Plus a port nobody listens on, one that never answers, and
-a host under `.invalid`. Each case goes through the env-check database check,
+connections only. Plus a port nobody listens on, one that never answers, a
+host under `.invalid`, and no network at all (a namespace from `unshare --net`). Each case goes through the env-check database check,
 so what is asserted is what `inv env-check` prints; the `transient` flag is
 what the server's startup retries on.
 """
@@ -11,7 +11,10 @@ what the server's startup retries on.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -23,7 +26,7 @@ from backend.diagnostics.database_check import check_database
 from backend.errors import DatabaseUnreachableError
 from backend.migrations import LATEST_VERSION, apply_migrations
 from backend.settings import Settings
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, ROOT
 from tests.support import pgcluster
 from tests.support.pgcluster import PostgresCluster
 
@@ -246,6 +249,51 @@ async def test_host_that_does_not_exist_is_named() -> None:
     assert message.startswith("the database host 'db.example.invalid' does not exist (DNS: ")
     assert fix == "fix the host in DATABASE_URL (copy it again from your provider's dashboard)"
     assert (await connect_error("postgresql://u:pw@db.example.invalid:5432/todo")).transient is False
+
+
+# A network namespace with no network: `unshare --net` (root, Linux) gives
+# ENETUNREACH for any address and EAI_AGAIN for any name, as a laptop off
+# Wi-Fi does. The check runs in a child process inside that namespace.
+_OFFLINE_CHECK = """
+import asyncio, json, sys
+from tests.test_dberrors import connect_error, diagnose
+url = sys.argv[1]
+status, code, message, fix = asyncio.run(diagnose(url))
+error = asyncio.run(connect_error(url))
+print(json.dumps([status, code, message, fix, error.code, error.transient]))
+"""
+
+
+def _diagnose_offline(url: str) -> list[object]:
+    if sys.platform != "linux" or subprocess.run(["unshare", "--net", "true"], check=False).returncode != 0:
+        pytest.skip("needs `unshare --net` (Linux, root)")
+    result = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", _OFFLINE_CHECK, url],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return list(json.loads(result.stdout))
+
+
+def test_no_route_to_the_database_host_is_unreachable_and_transient() -> None:
+    status, code, message, fix, startup_code, transient = _diagnose_offline("postgresql://u@192.0.2.10:5432/todo")
+
+    assert (status, code) == ("fail", "DB_UNREACHABLE")
+    assert message == "cannot reach 192.0.2.10:5432: Network is unreachable"
+    assert fix == "check the network and the host in DATABASE_URL"
+    assert (startup_code, transient) == ("DB_UNREACHABLE", True)
+
+
+def test_dns_that_cannot_answer_is_temporary_and_transient() -> None:
+    status, code, message, _, startup_code, transient = _diagnose_offline("postgresql://u@db.example.com:5432/todo")
+
+    assert (status, code) == ("fail", "DB_DNS_TEMPORARY")
+    assert message.startswith("looking up 'db.example.com' failed for now (")
+    assert (startup_code, transient) == ("DB_DNS_TEMPORARY", True)
 
 
 @pytest.fixture
