@@ -22,7 +22,7 @@ from starlette.middleware import Middleware
 from backend import openapi
 from backend.auth import TokenVerifier
 from backend.database import Database
-from backend.endpoints import health, me, tasks
+from backend.endpoints import dev, health, me, tasks
 from backend.errors import (
     ApiError,
     AppError,
@@ -63,7 +63,13 @@ def create_app(
             await app.state.db.disconnect()
 
     app = Starlette(
-        routes=[*tasks.routes, *me.routes, *health.routes, *openapi.routes],
+        routes=[
+            *tasks.routes,
+            *me.routes,
+            *health.routes,
+            *openapi.routes,
+            *([] if settings.is_production else dev.routes),
+        ],
         # Innermost, so its 503 for a request cut at shutdown gets the usual headers.
         middleware=[*middleware(settings), Middleware(AnswerCutRequests)],
         exception_handlers={

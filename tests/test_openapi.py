@@ -12,6 +12,7 @@ from openapi_spec_validator import validate
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from backend.endpoints import dev
 from backend.routing import ApiRoute
 
 
@@ -57,7 +58,8 @@ async def test_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
 
 async def test_every_route_and_method_is_documented_and_nothing_else(app: Starlette, document: dict[str, Any]) -> None:
     served: set[tuple[str, str]] = set()
-    for route in app.routes:
+    # The development demo page is a client of the API, not part of it (tests/test_dev_page.py).
+    for route in (route for route in app.routes if route not in dev.routes):
         assert isinstance(route, ApiRoute), f"{getattr(route, 'path', route)} is not an ApiRoute, so it is undocumented"
         assert isinstance(route, Route)
         path = re.sub(r"{(\w+):\w+}", r"{\1}", route.path)

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.chromium import find_chromium, open_page
+from tests.browser.chromium import open_page
 from tests.browser.pages import PageServer
-from tests.conftest import IN_CI, SECRET, Tokens
+from tests.conftest import SECRET, Tokens
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -26,17 +26,6 @@ pytestmark = pytest.mark.browser
 REPORT_TIMEOUT = 60.0
 LISTED_ORIGIN = "app.example.test"
 UNLISTED_ORIGIN = "elsewhere.example.test"
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    executable = find_chromium()
-    if executable is not None:
-        return executable
-    message = "chromium is not installed: `sudo apt-get install chromium` (Debian), or `nox -s browser` as root"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
