@@ -2,7 +2,8 @@
 
 `nox` runs every default session: the suite on Python 3.11, 3.12 and 3.13,
 each against SQLite and a real PostgreSQL, then lint, typecheck, interop (a
-real Better Auth server) and browser (headless Chromium). `nox -l` lists every
+real Better Auth server), browser (headless Chromium) and onboarding (the
+README's quick start on a fresh clone). `nox -l` lists every
 session with its one-line description; `nox -s tests -- -k auth` passes the
 arguments after `--` to pytest.
 
@@ -23,7 +24,7 @@ import nox
 nox.needs_version = ">=2026.10"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["tests", "lint", "typecheck", "interop", "browser"]
+nox.options.sessions = ["tests", "lint", "typecheck", "interop", "browser", "onboarding"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 if IN_CI:
@@ -110,6 +111,14 @@ def _install_chromium(session: nox.Session) -> None:
         _unavailable(session, "chromium is not installed: `sudo apt-get install chromium` (Debian/Ubuntu)")
     session.run("apt-get", "update", "-qq", external=True)
     session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", external=True)
+
+
+@nox.session(python=PYTHONS[0])
+def onboarding(session: nox.Session) -> None:
+    """Clone HEAD, run the README's quick start in a new venv, make an authenticated request; timed."""
+    # The committed HEAD only: uncommitted changes are not in the clone (the log says so).
+    # Nothing to install here: the script is stdlib only, and the new venv's pip install is what it times.
+    session.run("python", "-m", "scripts.onboarding", *session.posargs)
 
 
 # Optional sessions, not run by `nox`: `nox -s NAME`.
