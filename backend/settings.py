@@ -166,13 +166,14 @@ def build_settings(lookup: Lookup, *, create_dev_secret: bool = False) -> Settin
     reader = _Reader(lookup)
     app_env = reader.choice("APP_ENV", "development", APP_ENVS)
     better_auth_url = reader.url("BETTER_AUTH_URL", "http://localhost:3000")
+    jwks_url, issuer = _as_better_auth_derives(better_auth_url)
     values: dict[str, Any] = {
         "app_env": app_env,
         "database_url": reader.database_url("DATABASE_URL", DEFAULT_DATABASE_URL),
         "better_auth_url": better_auth_url,
-        "jwks_url": reader.url("BETTER_AUTH_JWKS_URL", f"{better_auth_url}/api/auth/jwks"),
-        "jwt_issuer": reader.text("JWT_ISSUER", better_auth_url),
-        "jwt_audience": reader.text("JWT_AUDIENCE", better_auth_url),
+        "jwks_url": reader.url("BETTER_AUTH_JWKS_URL", jwks_url),
+        "jwt_issuer": reader.text("JWT_ISSUER", issuer),
+        "jwt_audience": reader.text("JWT_AUDIENCE", issuer),
         "hosts": reader.hosts("HOST", "localhost"),
         "port": reader.integer("PORT", 8000, 1, 65535),
         "workers": reader.integer("WORKERS", 1, 1, 64),
@@ -344,6 +345,23 @@ class _Reader:
             else:
                 origins.append(origin.lower())  # browsers send scheme and host in lower case
         return tuple(origins)
+
+
+def _as_better_auth_derives(better_auth_url: str) -> tuple[str, str]:
+    """The JWKS URL and the `iss`/`aud` Better Auth derives from the same BETTER_AUTH_URL.
+
+    Better Auth (1.x) signs tokens with the URL's origin only, and takes a URL
+    with a path as its auth base path (`http://localhost:3000/api/auth`, a
+    common paste); without one the base path is `/api/auth`.
+    """
+    parts = _split(better_auth_url)
+    assert parts is not None  # `_Reader.url` returns a valid URL (the default when the value is not)
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    default_port = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    port = "" if parts.port in (None, default_port) else f":{parts.port}"
+    origin = f"{parts.scheme.lower()}://{host}{port}"
+    base = better_auth_url if parts.path.strip("/") else f"{origin}/api/auth"
+    return f"{base}/jwks", origin
 
 
 def _items(value: str) -> list[str]:

@@ -106,11 +106,29 @@ def test_jwks_url_issuer_and_audience_follow_better_auth_url() -> None:
 
 
 def test_trailing_slash_on_better_auth_url_is_stripped() -> None:
-    settings = build_settings(lookup(BETTER_AUTH_URL="https://auth.example.com/app//"))
+    settings = build_settings(lookup(BETTER_AUTH_URL="https://auth.example.com//"))
 
-    assert settings.better_auth_url == "https://auth.example.com/app"
-    assert settings.jwks_url == "https://auth.example.com/app/api/auth/jwks"
-    assert settings.jwt_issuer == "https://auth.example.com/app"
+    assert settings.better_auth_url == "https://auth.example.com"
+    assert settings.jwks_url == "https://auth.example.com/api/auth/jwks"
+
+
+@pytest.mark.parametrize(
+    ("better_auth_url", "jwks_url", "issuer"),
+    [
+        # A pasted auth endpoint: Better Auth takes the path as its base path and signs with the origin.
+        ("http://localhost:3000/api/auth", "http://localhost:3000/api/auth/jwks", "http://localhost:3000"),
+        ("https://auth.example.com/app/", "https://auth.example.com/app/jwks", "https://auth.example.com"),
+        # The origin as a browser (and Better Auth's `new URL().origin`) writes it.
+        ("HTTPS://Auth.Example.com:443", "https://auth.example.com/api/auth/jwks", "https://auth.example.com"),
+        ("http://[::1]:3000", "http://[::1]:3000/api/auth/jwks", "http://[::1]:3000"),
+    ],
+)
+def test_jwks_url_and_issuer_are_derived_as_better_auth_derives_them(
+    better_auth_url: str, jwks_url: str, issuer: str
+) -> None:
+    settings = build_settings(lookup(BETTER_AUTH_URL=better_auth_url))
+
+    assert (settings.jwks_url, settings.jwt_issuer, settings.jwt_audience) == (jwks_url, issuer, issuer)
 
 
 def test_explicit_jwks_url_issuer_and_audience_win_over_better_auth_url() -> None:

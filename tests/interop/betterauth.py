@@ -61,12 +61,15 @@ class BetterAuthServer:
 
     `base_url` (Better Auth's baseURL, hence the tokens' iss and aud) defaults
     to the server's own URL; a second server can claim the first one's.
+    `base_path` is appended to it, as in `BETTER_AUTH_URL=http://localhost:3000/api/auth`.
     """
 
-    def __init__(self, *, alg: str = "EdDSA", base_url: str | None = None, rotation_seconds: int = 0) -> None:
+    def __init__(
+        self, *, alg: str = "EdDSA", base_url: str | None = None, base_path: str = "", rotation_seconds: int = 0
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.base_url = base_url or self.url
+        self.base_url = (base_url or self.url) + base_path
         self.alg = alg
         self._folder = Path(tempfile.mkdtemp(prefix="todo-better-auth-"))
         self.env = {

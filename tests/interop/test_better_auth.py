@@ -88,6 +88,20 @@ def test_better_auth_token_reaches_its_own_tasks_and_is_refused_other_users_path
     assert bobs.json() == []
 
 
+def test_better_auth_url_pasted_with_its_api_path_works_on_both_sides(
+    better_auth: StartProvider, backend: StartBackend, http: httpx.Client
+) -> None:
+    # BETTER_AUTH_URL=http://host/api/auth on both sides: Better Auth signs with
+    # the origin and serves its keys under that path; the backend derives both.
+    provider = better_auth(base_path="/api/auth")
+    server = backend(provider)
+    alice = provider.sign_up("Alice")
+    token = provider.token(alice)
+
+    assert_me(me(http, server, token), alice)
+    assert server.stderr.count("Loaded 1 signing key(s)") == 1
+
+
 def test_token_signed_with_a_rotated_key_is_accepted_without_restarting_the_backend(
     better_auth: StartProvider, backend: StartBackend, http: httpx.Client
 ) -> None:
