@@ -43,7 +43,7 @@ from backend.app import create_app
 from backend.diagnostics.ports import HIGHEST_PORT, NoFreePortError, ipv6_available, open_listener, port_holders
 from backend.errors import AppError, PortInUseError, SettingsError
 from backend.logs import configure_logging
-from backend.settings import LOOPBACK_HOSTS, Settings, load_settings
+from backend.settings import LOOPBACK_HOSTS, Settings, is_loopback_host, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ def serve(settings: Settings, *, auto_port: bool = False, reload: bool = False) 
     except AppError as error:
         report(error)
         return 1
+    _hint_for_newcomers(settings, sockets)
     if reload and sys.platform != "win32":
         from backend.reloader import serve_reloading
 
@@ -101,6 +102,14 @@ def serve_inherited(fds: list[str]) -> int:
 
     stop_when_orphaned()
     return _serve_sockets(settings, [socket.socket(fileno=int(fd)) for fd in fds])
+
+
+def _hint_for_newcomers(settings: Settings, sockets: list[socket.socket]) -> None:
+    """In development on this machine: how to see the API answer (README's first request, the demo page)."""
+    if settings.is_production or not any(is_loopback_host(host) for host in settings.hosts):
+        return
+    port = sockets[0].getsockname()[1]
+    logger.info("Try it: `inv token --sub alice`, then curl, or paste the token at http://localhost:%d/dev/", port)
 
 
 def _serve_sockets(settings: Settings, sockets: list[socket.socket], *, reload: bool = False) -> int:

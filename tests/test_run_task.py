@@ -89,6 +89,7 @@ def test_port_auto_serves_on_the_next_free_port_and_says_which(database_url: str
 
             assert int(said.group(1)) == holder.pid
             assert server.port > port
+            assert f"paste the token at http://localhost:{server.port}/dev/\n" in server.stderr
             assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
             assert server.stop() == 0, server.stderr
             assert server.stderr.count("serving on port") == 1
@@ -114,6 +115,8 @@ def test_run_from_docs_folder_reads_the_root_env_and_exits_0_on_sigterm(tmp_path
     assert "Stopped cleanly" in log
     assert "Traceback" not in log
     assert log.count(" WARNING tasks [-] ENV_KEY_TYPO: ") == 1, log
+    hint = f"Try it: `inv token --sub alice`, then curl, or paste the token at http://localhost:{port}/dev/\n"
+    assert log.count(hint) == 1, log
     assert (project / "var" / "todo.sqlite3").is_file()  # the default SQLite path is under the project root
 
 
