@@ -13,6 +13,22 @@ replaced too, as they were most likely killed with it); a write is retried
 only when the driver proves it was never sent, otherwise it answers 503, as
 it may or may not have committed: never a false 2xx, never a duplicate.
 Inside a transaction nothing is retried. docs/deployment.md has the figures.
+
+PostgreSQL: statements wait for a connection in a first-come, first-served
+line. asyncpg's pool alone is not fair: its waiters sit on an `asyncio.Queue`,
+and a connection released while the woken waiter has not yet run goes to
+whichever request asks next; the woken one finds the queue empty and goes
+back to the end. Under load (64 connections against a pool of 10) half the
+requests got a connection at once and others waited up to 1.8 s: the p99 was
+that queue (docs/performance.md measures it). The line, an
+`asyncio.Semaphore`, serves its waiters in order and lets nobody jump ahead.
+It lets half again as many requests through as the pool has connections: with
+exactly as many, each released connection idled until the next waiter ran (a
+pass of the event loop) and creates lost a fifth of their throughput; the few
+extra already wait at the pool and take a released connection at once, and
+the pool's unfair queue never holds more than they. A request that waits
+longer than DB_CONNECT_TIMEOUT in the line gets 503 DATABASE_UNAVAILABLE (its
+detail and the log say every connection stayed busy).
 """
 
 from __future__ import annotations
@@ -78,6 +94,10 @@ class Database:
         # Longest one statement may take, waiting for a pooled connection included.
         self._budget = settings.db_connect_timeout + settings.db_query_timeout
         self._close_timeout = settings.db_connect_timeout
+        self._pool_size = settings.db_pool_size
+        self._turn_timeout = settings.db_connect_timeout
+        # SQLite has no pool to queue for: `databases` opens a connection per use.
+        self._turns: asyncio.Semaphore | None = None
 
     def _options(self, settings: Settings) -> dict[str, Any]:
         if self.dialect == "sqlite":
@@ -108,6 +128,9 @@ class Database:
         """Open the pool (PostgreSQL) or check the file opens (SQLite); raise the driver's error."""
         if self.target.sqlite_path is not None:
             self.target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.dialect == "postgresql":
+            # Made here, not in __init__: a semaphore belongs to the loop it first waits on.
+            self._turns = asyncio.Semaphore(self._pool_size + self._pool_size // 2)
         await self._database.connect()
         try:
             if self.dialect == "sqlite":
@@ -175,12 +198,13 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         """Run the block in one transaction on one connection; roll back on error."""
-        token = _IN_TRANSACTION.set(True)
-        try:
-            async with self._translate_errors(), self._database.transaction():
-                yield
-        finally:
-            _IN_TRANSACTION.reset(token)
+        async with self._turn():
+            token = _IN_TRANSACTION.set(True)
+            try:
+                async with self._translate_errors(), self._database.transaction():
+                    yield
+            finally:
+                _IN_TRANSACTION.reset(token)
 
     async def execute_script(self, statements: Sequence[str]) -> None:
         """Run DDL statements in order (inside the caller's transaction)."""
@@ -214,9 +238,39 @@ class Database:
         self, call: Callable[[Query, dict[str, Any] | None], Awaitable[T]], query: Query, values: dict[str, Any] | None
     ) -> T:
         # The pool has no acquire timeout of its own: with every connection busy a
-        # request would queue forever. This bounds the wait plus the query.
-        async with asyncio.timeout(self._budget):
+        # request would queue forever. This bounds the wait (its turn, then the
+        # pool's acquire, which may open a connection) plus the query.
+        async with asyncio.timeout(self._budget), self._turn():
             return await call(query, values)
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """Wait in line (first come, first served) for one of the pool's connections."""
+        turns = self._turns
+        if turns is None or _IN_TRANSACTION.get():  # SQLite, or the transaction holds the turn
+            yield
+            return
+        try:
+            async with asyncio.timeout(self._turn_timeout):
+                await turns.acquire()
+        except TimeoutError:
+            raise self._busy() from None
+        try:
+            yield
+        finally:
+            turns.release()
+
+    def _busy(self) -> ServiceUnavailableError:
+        logger.warning(
+            "Every database connection (DB_POOL_SIZE=%d) stayed busy for %gs; answered 503."
+            " Look for slow queries, or raise DB_POOL_SIZE or WORKERS",
+            self._pool_size,
+            self._turn_timeout,
+        )
+        connections = f"{self._pool_size} database connection{'s' if self._pool_size != 1 else ''}"
+        return ServiceUnavailableError(
+            f"The server's {connections} stayed busy for {self._turn_timeout:g}s; retry shortly"
+        )
 
     async def _recover(self, error: BaseException) -> None:
         """After a failed statement: forget this task's connection; after a lost one, renew the pool."""

@@ -1,0 +1,118 @@
+"""Where the slow requests wait: ours with and without the line in front of the pool, and the peer.
+
+    nox -s bench -- tail list [--duration 5 --runs 3] [--line-sizes 10,20]
+
+Runs `python -m benchmarks.probe` twice (with the line, and `--without-line`,
+which sends requests straight to asyncpg's pool; `--line-sizes` adds ours
+with the line that wide) beside the peer, alternating run by run, and prints
+what wrk saw (req/s, p50, p90, p99) and, per variant of ours, the percentiles
+of each part of a request's time: its wait in the line, asyncpg's acquire, the
+whole app; and the event loop's lag under load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks import postgres, servers, wrk
+from benchmarks.bench import _token
+from benchmarks.servers import Server
+
+VARIANTS: dict[str, tuple[str, ...]] = {"ours": (), "ours without line": ("--without-line",)}
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="nox -s bench -- tail", description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", choices=["list", "create", "get", "toggle"])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per run")
+    parser.add_argument("--runs", type=int, default=3, help="runs per server")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--line-sizes", default="", help="also ours with the line this wide, e.g. 10,20")
+    opts = parser.parse_args(argv)
+    variants = dict(VARIANTS)
+    variants.update({f"ours line {n}": ("--line-size", n) for n in opts.line_sizes.split(",") if n})
+    probes = Path(tempfile.mkdtemp(prefix="bench-tail-"))
+    with postgres.BenchPostgres() as pg:
+        urls = {"ours": pg.create("ours"), "peer": pg.create("peer")}
+        running = {
+            name: _probed(urls["ours"], flags, probes / f"{index}.json")
+            for index, (name, flags) in enumerate(variants.items())
+        }
+        if opts.scenario in ("list", "create"):
+            running["peer"] = servers.peer(urls["peer"])
+        results = _load(opts, running, urls)
+    print(_wrk_table(results))
+    for index, name in enumerate(variants):
+        print(f"\n{name}, per request (ms):\n")
+        print(_probe_table(json.loads((probes / f"{index}.json").read_text())))
+    return 0
+
+
+def _probed(url: str, flags: tuple[str, ...], out: Path) -> Server:
+    env = {**servers.our_env(url), "PROBE_OUT": str(out)}
+    return Server("ours", [sys.executable, "-m", "benchmarks.probe", *flags], env, ready_path="/ready")
+
+
+def _load(opts: argparse.Namespace, running: dict[str, Server], urls: dict[str, str]) -> dict[str, list[wrk.Result]]:
+    results: dict[str, list[wrk.Result]] = {name: [] for name in running}
+    try:
+        for server in running.values():
+            server.start()
+        ids = {name: postgres.reseed(url)["alice"] for name, url in urls.items()}
+        token = _token()
+        args = {
+            name: [token, "alice", ",".join(map(str, ids["peer" if name == "peer" else "ours"]))] for name in running
+        }
+        for name, server in running.items():
+            wrk.run(server.url, opts.scenario, 3, opts.connections, args[name])  # warm-up
+        for attempt in range(opts.runs):
+            for name, server in running.items():
+                result = wrk.run(server.url, opts.scenario, opts.duration, opts.connections, args[name])
+                results[name].append(result)
+                print(
+                    f"{name:<18} run {attempt + 1}: {result.rps:7,.0f} req/s  p50 {result.p50_us / 1000:6.1f}"
+                    f"  p90 {result.p90_us / 1000:6.1f}  p99 {result.p99_us / 1000:6.1f} ms"
+                    f"  non-2xx {result.non_2xx}  load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
+    finally:
+        for server in running.values():
+            server.stop()  # SIGTERM: the probe writes its samples on the way out
+    return results
+
+
+def _wrk_table(results: dict[str, list[wrk.Result]]) -> str:
+    lines = ["| server | req/s | p50 ms | p90 ms | p99 ms | non-2xx |", "|---|---:|---:|---:|---:|---:|"]
+    for name, runs in results.items():
+        median = statistics.median
+        lines.append(
+            f"| {name} | {median(r.rps for r in runs):,.0f} | {median(r.p50_us for r in runs) / 1000:.1f}"
+            f" | {median(r.p90_us for r in runs) / 1000:.1f} | {median(r.p99_us for r in runs) / 1000:.1f}"
+            f" | {sum(r.non_2xx for r in runs)} |"
+        )
+    return "\n".join(lines)
+
+
+def _probe_table(samples: dict[str, list[float]]) -> str:
+    lines = ["| part | n | p50 | p90 | p99 | p99.9 | max |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for part in ("line", "acquire", "app", "lag"):
+        values = sorted(samples[part])
+        if values:
+            shown = " | ".join(f"{_at(values, q) * 1000:.1f}" for q in (0.5, 0.9, 0.99, 0.999, 1.0))
+            lines.append(f"| {part} | {len(values):,} | {shown} |")
+    return "\n".join(lines)
+
+
+def _at(values: list[float], quantile: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * quantile))]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
