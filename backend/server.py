@@ -202,7 +202,6 @@ class _BoundConfig(Config):
 def hypercorn_config(settings: Settings, sockets: list[socket.socket]) -> Config:
     config = _BoundConfig(sockets)
     config.bind = [_shown(*sock.getsockname()[:2]) for sock in sockets]
-    config.workers = settings.workers
     config.worker_class = "asyncio" if sys.platform == "win32" else "uvloop"
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
@@ -285,6 +284,8 @@ def _serve_workers(settings: Settings, sockets: list[socket.socket], *, reload: 
             sock.close()
         return status
     config = hypercorn_config(settings, sockets)
+    # Only here: `serve()` in one process warns that it ignores `workers`.
+    config.workers = settings.workers
     config.application_path = "backend.server:worker_app()"
     config.use_reloader = reload
     status = run(config)

@@ -235,7 +235,8 @@ def test_workers_serve_both_addresses_and_stop_cleanly_on_sigterm(
     with LiveServer(**server_settings, WORKERS="2") as server:
         server.start()
         server.wait_for_output(f"{LISTENING}{server.url}", count=2, timeout=20)  # one line per worker
-        server.wait_ready()
+        # /ready answers from whichever worker is asked: wait for both workers' "Ready" (after the parent's).
+        server.wait_for_output("Ready: ", count=3, timeout=20)
         user = new_user()
         auth = bearer(server.settings, user)
 
@@ -248,6 +249,7 @@ def test_workers_serve_both_addresses_and_stop_cleanly_on_sigterm(
         assert status == 0, server.stderr
         assert "Stopped cleanly" in server.stderr
         assert server.stderr.count(f"{LISTENING}{server.url6}") == 2
+        assert "Warning" not in server.stderr  # e.g. Hypercorn's "`workers` has no affect when using serve"
         assert_no_traceback(server.stderr)
 
 
