@@ -52,8 +52,12 @@ def _unavailable(session: nox.Session, reason: str) -> None:
 def tests(session: nox.Session, db: str) -> None:
     """Run the test suite on this Python against SQLite or a real PostgreSQL."""
     session.install(*TESTING)
-    # PostgreSQL: TEST_DATABASE_URL, else a throwaway cluster (tests/conftest.py).
-    session.run("pytest", *session.posargs, env={"TEST_DB": db})
+    # PostgreSQL: TEST_DATABASE_URL, else a throwaway cluster per worker (tests/conftest.py).
+    # pytest-xdist: the suite waits on its subprocess servers about half the time, so twice as
+    # many workers as cores; one file per worker keeps each module's servers and clusters single.
+    # `nox -s tests -- -n 0` runs it in one process (a later -n wins).
+    workers = str(2 * (os.cpu_count() or 1))
+    session.run("pytest", "-n", workers, "--dist", "loadfile", *session.posargs, env={"TEST_DB": db})
 
 
 @nox.session(python=PYTHONS[0])
