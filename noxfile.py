@@ -26,6 +26,11 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["tests", "lint", "typecheck", "interop", "browser", "onboarding"]
 
+# uv installs without compiling bytecode; where PYTHONDONTWRITEBYTECODE is set
+# (as on our CI machine) every server the tests start then re-reads sources:
+# `inv env-check` took 1.15 s instead of 0.5 s.
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 if IN_CI:
     nox.options.error_on_missing_interpreters = True
