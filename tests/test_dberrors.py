@@ -3,9 +3,10 @@
 Throwaway PostgreSQL clusters: one without TLS whose pg_hba.conf asks a role
 for a scram-sha-256 password and rejects one database, one that accepts TLS
 connections only. Plus a port nobody listens on, one that never answers, a
-host under `.invalid`, and no network at all (a namespace from `unshare --net`). Each case goes through the env-check database check,
-so what is asserted is what `inv env-check` prints; the `transient` flag is
-what the server's startup retries on.
+host under `.invalid`, and no network at all (a namespace from `unshare
+--net`). Each case goes through the env-check database check, so what is
+asserted is what `inv env-check` prints; the `transient` flag is what the
+server's startup retries on.
 """
 
 from __future__ import annotations
