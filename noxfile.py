@@ -91,6 +91,8 @@ def interop(session: nox.Session) -> None:
     session.install(*TESTING)
     _npm_ci(session)
     session.run("pytest", "-m", "interop", "tests/interop", *session.posargs)
+    # docs/frontend.md's Better Auth names, against the package just installed (skipped elsewhere).
+    session.run("pytest", "tests/test_readme.py", "-k", "installed_better_auth")
 
 
 def _npm_ci(session: nox.Session) -> None:
