@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 
-from backend.errors import DatabaseURLError
+from backend.errors import DatabaseURLError, quoted
 
 _ROOT: Final = Path(__file__).resolve().parent.parent
 
@@ -86,11 +86,6 @@ def parse_database_url(raw: str) -> DatabaseTarget:
         f"uses the scheme {quoted(scheme)}, which this backend does not support",
         "use postgresql://... (PostgreSQL, Neon) or sqlite:///path (embedded)",
     )
-
-
-def quoted(value: str, limit: int = 40) -> str:
-    """The value as a message quotes it: a 10 MB value must not land whole in a log line."""
-    return repr(value) if len(value) <= limit else f"{value[:limit]!r}..."
 
 
 def mask_url(raw: str) -> str:

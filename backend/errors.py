@@ -40,6 +40,11 @@ logger = logging.getLogger(__name__)
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
+def quoted(value: str, limit: int = 40) -> str:
+    """`value` as a message quotes it, shortened: a 10 MB paste must not land whole in a log line."""
+    return repr(value if len(value) <= limit else f"{value[:limit]}...")
+
+
 class AppError(Exception):
     """Base of every expected failure: a stable code, a message and a fix."""
 

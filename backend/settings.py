@@ -20,9 +20,9 @@ from urllib.parse import SplitResult, urlsplit
 
 from decouple import Config, RepositoryEmpty, RepositoryEnv
 
-from backend.dburl import mask_url, parse_database_url, quoted
+from backend.dburl import mask_url, parse_database_url
 from backend.devsecret import development_secret
-from backend.errors import DatabaseURLError, SettingProblem, SettingsError
+from backend.errors import DatabaseURLError, SettingProblem, SettingsError, quoted
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 # TODO_ENV_FILE names another `.env` to read (tests, a second configuration);

@@ -112,7 +112,7 @@ def test_huge_value_is_quoted_shortened() -> None:
         (
             "fail",
             "CONFIG_INVALID",
-            f"LOG_LEVEL is '{'x' * 40}'..., not one of debug, info, warning, error, critical",
+            f"LOG_LEVEL is '{'x' * 40}...', not one of debug, info, warning, error, critical",
         )
     ]
 

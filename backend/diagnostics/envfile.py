@@ -20,6 +20,7 @@ from typing import Final
 
 from backend.dburl import mask_url
 from backend.diagnostics.results import Result, fail, is_secret_name, ok, warn
+from backend.errors import quoted
 
 CHECK: Final = "env_file"
 MAX_VALUE_LENGTH: Final = 4096
@@ -182,7 +183,7 @@ def _key_problem(number: int, key: str, known: set[str]) -> Result | None:
         return fail(
             CHECK,
             code="ENV_KEY_INVALID",
-            message=f"line {number} has the key {_shorten(mask_url(key))!r}, which is not a variable name, "
+            message=f"line {number} has the key {quoted(mask_url(key), 60)}, which is not a variable name, "
             "so it is ignored",
             fix="a key is letters, digits and _ (no spaces), e.g. DATABASE_URL=...",
         )
@@ -197,8 +198,8 @@ def _key_problem(number: int, key: str, known: set[str]) -> Result | None:
 
 def _value_problems(number: int, key: str, value: str) -> list[Result]:
     problems: list[Result] = []
-    quoted = len(value) >= 2 and value[0] in _QUOTES and value[-1] == value[0]
-    if not quoted and _INLINE_COMMENT.search(value):
+    in_quotes = len(value) >= 2 and value[0] in _QUOTES and value[-1] == value[0]
+    if not in_quotes and _INLINE_COMMENT.search(value):
         problems.append(
             warn(
                 CHECK,
@@ -208,7 +209,7 @@ def _value_problems(number: int, key: str, value: str) -> list[Result]:
                 fix="move the comment to a line of its own",
             )
         )
-    elif not quoted and (value[:1] in _QUOTES or value[-1:] in _QUOTES):
+    elif not in_quotes and (value[:1] in _QUOTES or value[-1:] in _QUOTES):
         problems.append(
             fail(
                 CHECK,
@@ -306,8 +307,4 @@ def _show(key: str, value: str) -> str:
     """The value as it may be printed: never a secret, never a password in a URL."""
     if is_secret_name(key):
         return "'***'"
-    return repr(_shorten(mask_url(value) if "://" in value or "@" in value else value))
-
-
-def _shorten(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}..."
+    return quoted(mask_url(value) if "://" in value or "@" in value else value, 60)

@@ -18,7 +18,7 @@ from typing import Final
 
 import psutil
 
-from backend.errors import AppError
+from backend.errors import AppError, quoted
 
 LOOPBACKS: Final = ("127.0.0.1", "::1")
 LOWEST_PORT: Final = 1
@@ -31,9 +31,8 @@ class PortArgumentError(AppError):
     code = "PORT_INVALID"
 
     def __init__(self, option: str, value: str) -> None:
-        shown = value if len(value) <= 40 else f"{value[:40]}..."
         super().__init__(
-            f"{option} {shown!r} is not a port number",
+            f"{option} {quoted(value)} is not a port number",
             f"give a whole number from {LOWEST_PORT} to {HIGHEST_PORT}, e.g. {option} 8000",
         )
 
