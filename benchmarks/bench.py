@@ -72,7 +72,7 @@ def main(argv: Sequence[str]) -> int:
     scenarios = [name for name in opts.scenarios.split(",") if name in SCENARIOS]
     with postgres.BenchPostgres() as pg:
         urls = {"ours": pg.create("ours"), "peer": pg.create("peer")}
-        token = _token()
+        token = alice_token()
         results, rss = _compare(opts, scenarios, urls, token)
         extras = _extras(opts, urls["ours"], token, rss)
         pg_where, pg_version = pg.where, pg.server_version()
@@ -86,7 +86,8 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-def _token() -> str:
+def alice_token() -> str:
+    """A token for alice that every server accepts, valid for the whole run."""
     settings = Settings(secret=Secret(servers.SECRET), jwt_issuer=servers.AUTH_URL, jwt_audience=servers.AUTH_URL)
     return mint_token(settings, "alice", ttl_seconds=6 * 3600)
 
@@ -108,18 +109,28 @@ def _compare(
             ids = {name: postgres.reseed(url)["alice"] for name, url in urls.items()}
             names = SCENARIOS[scenario]
             args = {name: [token, "alice", ",".join(map(str, ids.get(name, range(1, 101))))] for name in names}
-            for name in names:
-                _warm_up(opts, running[name].url, scenario, args[name])
-            for attempt in range(opts.runs):
-                for name in names:
-                    result = wrk.run(running[name].url, scenario, opts.duration, opts.connections, args[name])
-                    results.setdefault((scenario, name), []).append(result)
-                    _progress(scenario, name, attempt, result)
+            runs = alternate(opts, scenario, {name: running[name] for name in names}, args)
+            results.update({(scenario, name): runs[name] for name in names})
         rss = {name: server.rss_mib() for name, server in running.items()}
     finally:
         for server in running.values():
             server.stop()
     return results, rss
+
+
+def alternate(
+    opts: argparse.Namespace, scenario: str, running: dict[str, Server], args: dict[str, list[str]]
+) -> dict[str, list[wrk.Result]]:
+    """Warm each server up, then `opts.runs` runs of each, alternating run by run so drift hits all alike."""
+    for name, server in running.items():
+        _warm_up(opts, server.url, scenario, args[name])
+    results: dict[str, list[wrk.Result]] = {name: [] for name in running}
+    for attempt in range(opts.runs):
+        for name, server in running.items():
+            result = wrk.run(server.url, scenario, opts.duration, opts.connections, args[name])
+            results[name].append(result)
+            _progress(scenario, name, attempt, result)
+    return results
 
 
 def _warm_up(opts: argparse.Namespace, url: str, scenario: str, args: list[str]) -> None:

@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from backend.app import create_app
 from backend.settings import Secret, Settings
 from benchmarks import postgres, servers
-from benchmarks.bench import _token
+from benchmarks.bench import alice_token
 
 _CREATE_BODY = b'{"title": "Benchmark task", "description": "Created by the cost probe"}'
 
@@ -75,7 +75,7 @@ async def _measure(url: str, scenario: str, task_id: int, count: int, profile: b
 
 
 def _request(app: Starlette, scenario: str, task_id: int) -> Callable[[], Awaitable[int]]:
-    auth = [(b"authorization", f"Bearer {_token()}".encode())]
+    auth = [(b"authorization", f"Bearer {alice_token()}".encode())]
     json = [(b"content-type", b"application/json")]
     calls = {
         "list": ("GET", "/api/alice/tasks", b"limit=20", auth, b""),

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import postgres, servers, wrk
-from benchmarks.bench import RESULTS, SCENARIOS, _token
+from benchmarks.bench import RESULTS, SCENARIOS, alice_token
 
 TOP = 40
 
@@ -39,7 +39,7 @@ def main(argv: Sequence[str]) -> int:
         server = servers.ours(url)
         try:
             server.start()
-            args = [_token(), "alice", ",".join(map(str, ids))]
+            args = [alice_token(), "alice", ",".join(map(str, ids))]
             wrk.run(server.url, opts.scenario, 2, opts.connections, args)
             raw = Path(tempfile.mkdtemp()) / "stacks.txt"
             assert server.process is not None

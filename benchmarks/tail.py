@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import postgres, servers, wrk
-from benchmarks.bench import _token
+from benchmarks.bench import alice_token, alternate
 from benchmarks.servers import Server
 
 VARIANTS: dict[str, tuple[str, ...]] = {"ours": (), "ours without line": ("--without-line",)}
@@ -33,6 +32,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("scenario", choices=["list", "create", "get", "toggle"])
     parser.add_argument("--duration", type=int, default=5, help="seconds per run")
     parser.add_argument("--runs", type=int, default=3, help="runs per server")
+    parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--line-sizes", default="", help="also ours with the line this wide, e.g. 10,20")
     opts = parser.parse_args(argv)
@@ -61,31 +61,18 @@ def _probed(url: str, flags: tuple[str, ...], out: Path) -> Server:
 
 
 def _load(opts: argparse.Namespace, running: dict[str, Server], urls: dict[str, str]) -> dict[str, list[wrk.Result]]:
-    results: dict[str, list[wrk.Result]] = {name: [] for name in running}
     try:
         for server in running.values():
             server.start()
         ids = {name: postgres.reseed(url)["alice"] for name, url in urls.items()}
-        token = _token()
+        token = alice_token()
         args = {
             name: [token, "alice", ",".join(map(str, ids["peer" if name == "peer" else "ours"]))] for name in running
         }
-        for name, server in running.items():
-            wrk.run(server.url, opts.scenario, 3, opts.connections, args[name])  # warm-up
-        for attempt in range(opts.runs):
-            for name, server in running.items():
-                result = wrk.run(server.url, opts.scenario, opts.duration, opts.connections, args[name])
-                results[name].append(result)
-                print(
-                    f"{name:<18} run {attempt + 1}: {result.rps:7,.0f} req/s  p50 {result.p50_us / 1000:6.1f}"
-                    f"  p90 {result.p90_us / 1000:6.1f}  p99 {result.p99_us / 1000:6.1f} ms"
-                    f"  non-2xx {result.non_2xx}  load {os.getloadavg()[0]:.1f}",
-                    flush=True,
-                )
+        return alternate(opts, opts.scenario, running, args)
     finally:
         for server in running.values():
             server.stop()  # SIGTERM: the probe writes its samples on the way out
-    return results
 
 
 def _wrk_table(results: dict[str, list[wrk.Result]]) -> str:
