@@ -21,8 +21,8 @@ from backend.errors import ServiceUnavailableError
 from backend.settings import Settings
 from tests.conftest import TEST_DB, fresh_postgres_database, ready_server
 from tests.support.jwks_server import JWKSServer
-from tests.support.live import LiveServer
 from tests.support.pgfaults import TableLock, lock_waiters, wait_for_waiters
+from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.skipif(TEST_DB != "postgresql", reason="the line is in front of PostgreSQL's pool")
 
@@ -42,10 +42,6 @@ async def one_connection(settings: Settings, database: str) -> AsyncIterator[Dat
     await db.execute("CREATE TABLE log (id serial PRIMARY KEY, who text NOT NULL)")
     yield db
     await db.disconnect()
-
-
-def _headers(server: LiveServer, user: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(server.settings, user)}"}
 
 
 async def test_statements_waiting_for_the_connection_run_in_arrival_order(one_connection: Database) -> None:
@@ -108,7 +104,7 @@ async def test_at_most_db_pool_size_requests_reach_the_database_and_the_rest_are
 ) -> None:
     with ready_server(database, jwks, DB_POOL_SIZE="3", DB_CONNECT_TIMEOUT="60", DB_QUERY_TIMEOUT="60") as server:
         user = f"user-{uuid.uuid4().hex[:10]}"
-        headers = _headers(server, user)
+        headers = bearer(mint_token(server.settings, user))
         async with httpx.AsyncClient(timeout=120.0, limits=httpx.Limits(max_connections=20)) as http:
             async with TableLock(database):
                 requests = [
@@ -131,7 +127,7 @@ async def test_request_waiting_longer_than_db_connect_timeout_answers_503_with_r
     settings = {"DB_POOL_SIZE": "1", "DB_CONNECT_TIMEOUT": "1", "DB_QUERY_TIMEOUT": "60"}
     with ready_server(database, jwks, **settings) as server:
         user = f"user-{uuid.uuid4().hex[:10]}"
-        headers = _headers(server, user)
+        headers = bearer(mint_token(server.settings, user))
         url = f"{server.url}/api/{user}/tasks"
         async with httpx.AsyncClient(timeout=120.0) as http:
             async with TableLock(database):
