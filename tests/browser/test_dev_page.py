@@ -25,6 +25,7 @@ from tests.browser.devtools import DevTools
 from tests.conftest import Tokens, ready_server
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer
+from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.browser
 
@@ -91,8 +92,7 @@ def use_token(page: DevTools, token: str) -> None:
 
 
 def create_task(backend: LiveServer, user: str, token: str, title: str) -> None:
-    headers = {"Authorization": f"Bearer {token}"}
-    response = httpx.post(f"{backend.url}/api/{user}/tasks", json={"title": title}, headers=headers)
+    response = httpx.post(f"{backend.url}/api/{user}/tasks", json={"title": title}, headers=bearer(token))
     assert response.status_code == 201, response.text
 
 
@@ -163,7 +163,7 @@ def test_page_shows_the_apis_problems_verbatim(
     user = f"demo-{uuid.uuid4().hex[:12]}"
     now = int(time.time())
     expired = tokens.hs256(user, iat=now - 7200, exp=now - 3600)
-    answer = httpx.get(f"{backend.url}/api/me", headers={"Authorization": f"Bearer {expired}"})
+    answer = httpx.get(f"{backend.url}/api/me", headers=bearer(expired))
     assert answer.status_code == 401
     problem = answer.json()
 
