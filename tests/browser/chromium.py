@@ -38,7 +38,7 @@ def find_chromium() -> str | None:
 @contextlib.contextmanager
 def open_page(executable: str, url: str) -> Iterator[Path]:
     """Chromium showing `url` with a fresh profile; yields the file its output goes to."""
-    with _launched(lambda profile: [executable, *_flags(profile), url]) as (log, _):
+    with _launched(lambda profile: [executable, *_flags(profile), url]) as log:
         yield log
 
 
@@ -55,7 +55,7 @@ def open_driven(executable: str) -> Iterator[DevTools]:
 
     with (
         contextlib.closing(DevTools(commands_write, replies_read)) as devtools,
-        _launched(command, child_ends) as (log, _),
+        _launched(command, child_ends) as log,
     ):
         devtools.attach(log)
         yield devtools
@@ -74,9 +74,7 @@ os.execv(sys.argv[3], sys.argv[3:])
 
 
 @contextlib.contextmanager
-def _launched(
-    command: Callable[[Path], list[str]], pass_fds: tuple[int, ...] = ()
-) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+def _launched(command: Callable[[Path], list[str]], pass_fds: tuple[int, ...] = ()) -> Iterator[Path]:
     """Runs `command(profile)` with a fresh profile folder; always stopped and removed afterwards.
 
     `pass_fds` are the child's: closed here once it has them, so that the
@@ -100,7 +98,7 @@ def _launched(
                 for fd in pass_fds:
                     os.close(fd)
             try:
-                yield log, process
+                yield log
             finally:
                 _stop_group(process)
     finally:
