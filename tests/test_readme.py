@@ -75,14 +75,19 @@ def check_line(line: str) -> list[str]:
 # invoke: its own parser, against the collection tasks.py defines.
 
 
-@functools.cache
-def _task_collection() -> Collection:
-    spec = importlib.util.spec_from_file_location("tasks_under_test", ROOT / "tasks.py")
+def _load(path: Path) -> ModuleType:
+    """Run tasks.py or noxfile.py as a module of its own, as invoke and nox do."""
+    spec = importlib.util.spec_from_file_location(f"{path.stem}_under_test", path)
     assert spec is not None
     assert spec.loader is not None
-    module: ModuleType = importlib.util.module_from_spec(spec)
+    module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return Collection.from_module(module)
+    return module
+
+
+@functools.cache
+def _task_collection() -> Collection:
+    return Collection.from_module(_load(ROOT / "tasks.py"))
 
 
 def _inv_problems(args: list[str]) -> list[str]:
@@ -105,10 +110,7 @@ def _inv_problems(args: list[str]) -> list[str]:
 def _nox_registry() -> dict[str, Callable[..., object]]:
     from nox import registry
 
-    spec = importlib.util.spec_from_file_location("noxfile_under_test", ROOT / "noxfile.py")
-    assert spec is not None
-    assert spec.loader is not None
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    _load(ROOT / "noxfile.py")  # its decorators fill nox's registry
     return dict(registry.get())
 
 
