@@ -1,6 +1,6 @@
 """CPU per request inside our app, with no HTTP server and no concurrency.
 
-    python -m benchmarks cost list [--requests 2000] [--profile]
+    python -m benchmarks cost list [--requests 2000] [--profile] [--tokens eddsa|hs256]
 
 Calls the ASGI app directly, one request after another, against the
 benchmark's PostgreSQL, and reports the process's CPU time per request.
@@ -23,9 +23,8 @@ from typing import Any
 from starlette.applications import Starlette
 
 from backend.app import create_app
-from backend.settings import Secret, Settings
-from benchmarks import postgres, servers
-from benchmarks.bench import alice_token
+from benchmarks import postgres
+from benchmarks.tokens import KINDS, Provider
 
 _CREATE_BODY = b'{"title": "Benchmark task", "description": "Created by the cost probe"}'
 
@@ -35,30 +34,25 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("scenario", choices=["list", "create", "get", "toggle", "health"])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--tokens", choices=KINDS, default="eddsa")
     opts = parser.parse_args(argv)
-    with postgres.BenchPostgres() as pg:
+    with postgres.BenchPostgres() as pg, Provider() as provider:
         url = pg.create("cost")
         task_id = postgres.reseed(url)["alice"][0]
-        asyncio.run(_measure(url, opts.scenario, task_id, opts.requests, opts.profile))
+        app = create_app(provider.settings(url))
+        asyncio.run(_measure(app, _request(app, opts.scenario, task_id, provider.token(opts.tokens)), opts))
+    print(f"({opts.tokens} tokens)")
     return 0
 
 
-async def _measure(url: str, scenario: str, task_id: int, count: int, profile: bool) -> None:
-    settings = Settings(
-        database_url=url,
-        secret=Secret(servers.SECRET),
-        jwt_issuer=servers.AUTH_URL,
-        jwt_audience=servers.AUTH_URL,
-        db_connect_retry_seconds=0,
-    )
-    app = create_app(settings)
+async def _measure(app: Starlette, request: Callable[[], Awaitable[int]], opts: argparse.Namespace) -> None:
+    count = opts.requests
     async with app.router.lifespan_context(app):
         while not app.state.ready:  # noqa: ASYNC110 - the app exposes a flag, not an event
             await asyncio.sleep(0.01)
-        request = _request(app, scenario, task_id)
         for _ in range(200):
             await request()
-        profiler = cProfile.Profile() if profile else None
+        profiler = cProfile.Profile() if opts.profile else None
         if profiler:
             profiler.enable()
         rounds = []
@@ -71,11 +65,11 @@ async def _measure(url: str, scenario: str, task_id: int, count: int, profile: b
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
     cpu_us, wall_us = sorted(rounds)[1]
-    print(f"{scenario}: {cpu_us:.0f} us CPU, {wall_us:.0f} us wall per request (median of 3 x {count})")
+    print(f"{opts.scenario}: {cpu_us:.0f} us CPU, {wall_us:.0f} us wall per request (median of 3 x {count})")
 
 
-def _request(app: Starlette, scenario: str, task_id: int) -> Callable[[], Awaitable[int]]:
-    auth = [(b"authorization", f"Bearer {alice_token()}".encode())]
+def _request(app: Starlette, scenario: str, task_id: int, token: str) -> Callable[[], Awaitable[int]]:
+    auth = [(b"authorization", f"Bearer {token}".encode())]
     json = [(b"content-type", b"application/json")]
     calls = {
         "list": ("GET", "/api/alice/tasks", b"limit=20", auth, b""),

@@ -1,12 +1,12 @@
 """Where our server's time goes under load: py-spy while wrk runs a scenario.
 
-    nox -s bench -- --profile list          (or: python -m benchmarks.profile list)
+    nox -s bench -- profile list [--tokens eddsa|hs256]    (or: python -m benchmarks.profile list)
 
 py-spy samples the running server from outside (no code change, no
 slowdown worth the name); the collapsed stacks are summed into the share of
 samples each function is on the stack for ("inclusive") and written beside
-the results; the raw stacks (loadable in speedscope.app) stay in a temporary
-folder.
+the results (benchmarks/results/profile-SCENARIO-TOKENS.txt); the raw stacks
+(loadable in speedscope.app) stay in a temporary folder.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import postgres, servers, wrk
-from benchmarks.bench import RESULTS, SCENARIOS, alice_token
+from benchmarks.bench import RESULTS, SCENARIOS
+from benchmarks.tokens import KINDS, Provider
 
 TOP = 40
 
@@ -31,15 +32,16 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("scenario", choices=[name for name in SCENARIOS if name != "health"] + ["health"])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--tokens", choices=KINDS, default="eddsa")
     opts = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    with postgres.BenchPostgres() as pg:
+    with postgres.BenchPostgres() as pg, Provider() as provider:
         url = pg.create("profile")
         ids = postgres.reseed(url)["alice"]
-        server = servers.ours(url)
+        server = servers.ours(url, provider)
         try:
             server.start()
-            args = [alice_token(), "alice", ",".join(map(str, ids))]
+            args = [provider.token(opts.tokens), "alice", ",".join(map(str, ids))]
             wrk.run(server.url, opts.scenario, 2, opts.connections, args)
             raw = Path(tempfile.mkdtemp()) / "stacks.txt"
             assert server.process is not None
@@ -53,8 +55,8 @@ def main(argv: Sequence[str]) -> int:
             spy.wait(opts.seconds + 30)
         finally:
             server.stop()
-    summary = summarize(raw.read_text(), opts.scenario, result)
-    target = RESULTS / f"profile-{opts.scenario}.txt"
+    summary = summarize(raw.read_text(), f"{opts.scenario} with {opts.tokens} tokens", result)
+    target = RESULTS / f"profile-{opts.scenario}-{opts.tokens}.txt"
     target.write_text(summary)
     print(summary)
     print(f"written to {target}; the raw stacks (for speedscope.app) are in {raw}")
@@ -90,7 +92,7 @@ def summarize(stacks: str, scenario: str, result: wrk.Result) -> str:
 def _short(frame: str) -> str:
     # py-spy raw frames: "function (path/to/module.py:line)"
     name, _, where = frame.partition(" (")
-    path = where.rstrip(")").split("site-packages/")[-1].split("/work/main/")[-1]
+    path = where.rstrip(")").split("site-packages/")[-1].split(f"{servers.ROOT}/")[-1]
     path = path.rsplit(":", 1)[0]
     return f"{name} ({path})"
 
