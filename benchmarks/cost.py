@@ -1,12 +1,13 @@
 """CPU per request inside our app, with no HTTP server and no concurrency.
 
-    python -m benchmarks cost list [--requests 2000] [--profile] [--tokens eddsa|hs256]
+    python -m benchmarks cost list [--requests 2000] [--profile] [--tokens eddsa|hs256] [--levers token-cache]
 
 Calls the ASGI app directly, one request after another, against the
 benchmark's PostgreSQL, and reports the process's CPU time per request.
 Less sensitive to a busy machine than the load test (other processes take
 wall time, not our CPU time), so it shows what a change to our code saves.
-`--profile` prints cProfile's top functions as well.
+`--profile` prints cProfile's top functions as well; `--levers` applies
+benchmarks/levers.py's prototypes first.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from backend.app import create_app
-from benchmarks import postgres
+from benchmarks import levers, postgres
 from benchmarks.tokens import KINDS, Provider
 
 _CREATE_BODY = b'{"title": "Benchmark task", "description": "Created by the cost probe"}'
@@ -35,13 +36,15 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--tokens", choices=KINDS, default="eddsa")
+    parser.add_argument("--levers", default="", help="comma-separated, from: " + ", ".join(levers.LEVERS))
     opts = parser.parse_args(argv)
+    levers.apply(opts.levers)
     with postgres.BenchPostgres() as pg, Provider() as provider:
         url = pg.create("cost")
         task_id = postgres.reseed(url)["alice"][0]
         app = create_app(provider.settings(url))
         asyncio.run(_measure(app, _request(app, opts.scenario, task_id, provider.token(opts.tokens)), opts))
-    print(f"({opts.tokens} tokens)")
+    print(f"({opts.tokens} tokens, levers: {opts.levers or 'none'})")
     return 0
 
 

@@ -110,6 +110,11 @@ class Provider:
         return f"{self.url}/api/auth/jwks"
 
     @property
+    def public_jwk(self) -> dict[str, Any]:
+        """The key as the endpoint serves it."""
+        return dict(self._key.as_dict(private=False))
+
+    @property
     def jwks_requests(self) -> int:
         """GETs of the key set so far."""
         return self._server.requests
