@@ -3,7 +3,8 @@
     nox -s bench -- startup [--starts 3]
 
 Starts `inv run` (in JWKS mode at the bench's endpoint, on the bench's
-PostgreSQL) `--starts` times as the bench does and reports the median; then
+PostgreSQL, with bytecode written) once to warm up and `--starts` times as
+the bench does, and reports the median; then
 once more under `python -X importtime` (PYTHONPROFILEIMPORTTIME, which slows
 imports a little) and sums the import time by top-level package: each
 package's own modules (self), and what importing it first pulled in with it
@@ -38,7 +39,8 @@ def main(argv: Sequence[str]) -> int:
     opts = parser.parse_args(argv)
     with postgres.BenchPostgres() as pg, Provider() as provider:
         url = pg.create("startup")
-        env = servers.our_env(url, provider)
+        env = {**servers.our_env(url, provider), **servers.WRITE_BYTECODE}
+        _start(env)
         plain = [_start(env)[0] for _ in range(opts.starts)]
         traced, log = _start({**env, "PYTHONPROFILEIMPORTTIME": "1"})
     shown = ", ".join(f"{took:.2f}" for took in plain)
