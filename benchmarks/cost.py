@@ -1,24 +1,28 @@
 """CPU per request inside our app, with no HTTP server and no concurrency.
 
     python -m benchmarks cost list [--requests 2000] [--profile] [--tokens eddsa|hs256] [--levers token-cache]
+    python -m benchmarks cost list --compare [--levers token-cache,request-id]
 
 Calls the ASGI app directly, one request after another, against the
 benchmark's PostgreSQL, and reports the process's CPU time per request.
 Less sensitive to a busy machine than the load test (other processes take
 wall time, not our CPU time), so it shows what a change to our code saves.
 `--profile` prints cProfile's top functions as well; `--levers` applies
-benchmarks/levers.py's prototypes first.
+benchmarks/levers.py's prototypes first. `--compare` times ours without the
+levers, with each and with all of them, in turns batch by batch (the lowest
+CPU time of 7 batches each), so a busy moment hits every variant alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import pstats
 import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -37,22 +41,57 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--tokens", choices=KINDS, default="eddsa")
     parser.add_argument("--levers", default="", help="comma-separated, from: " + ", ".join(levers.LEVERS))
+    parser.add_argument("--compare", action="store_true", help="ours without, with each and with all the levers")
     opts = parser.parse_args(argv)
-    levers.apply(opts.levers)
+    if opts.compare:
+        opts.levers = opts.levers or ",".join(levers.LEVERS)
+    else:
+        levers.apply(opts.levers)
     with postgres.BenchPostgres() as pg, Provider() as provider:
         url = pg.create("cost")
         task_id = postgres.reseed(url)["alice"][0]
         app = create_app(provider.settings(url))
-        asyncio.run(_measure(app, _request(app, opts.scenario, task_id, provider.token(opts.tokens)), opts))
+        request = _request(app, opts.scenario, task_id, provider.token(opts.tokens))
+        asyncio.run(_compare(app, request, opts) if opts.compare else _measure(app, request, opts))
     print(f"({opts.tokens} tokens, levers: {opts.levers or 'none'})")
     return 0
 
 
-async def _measure(app: Starlette, request: Callable[[], Awaitable[int]], opts: argparse.Namespace) -> None:
-    count = opts.requests
+async def _compare(app: Starlette, request: Callable[[], Awaitable[int]], opts: argparse.Namespace) -> None:
+    chosen = opts.levers.split(",")
+    variants = {"ours": "", **{f"+ {name}": name for name in chosen}}
+    if len(chosen) > 1:
+        variants["+ all"] = opts.levers
+    count = max(opts.requests // 4, 1)
+    best = dict.fromkeys(variants, float("inf"))
+    async with _started(app):
+        for _ in range(7):
+            for name, names in variants.items():
+                undo = levers.apply(names)
+                try:
+                    for _ in range(20):  # a lever's first requests fill its caches
+                        await request()
+                    began = time.process_time()
+                    for _ in range(count):
+                        await request()
+                    best[name] = min(best[name], (time.process_time() - began) / count * 1e6)
+                finally:
+                    undo()
+    for name, cpu_us in best.items():
+        print(f"{opts.scenario} {name:<16} {cpu_us:6.0f} us CPU per request ({cpu_us - best['ours']:+.0f})")
+
+
+@contextlib.asynccontextmanager
+async def _started(app: Starlette) -> AsyncIterator[None]:
     async with app.router.lifespan_context(app):
         while not app.state.ready:  # noqa: ASYNC110 - the app exposes a flag, not an event
             await asyncio.sleep(0.01)
+        yield
+
+
+async def _measure(app: Starlette, request: Callable[[], Awaitable[int]], opts: argparse.Namespace) -> None:
+    count = opts.requests
+    async with _started(app):
         for _ in range(200):
             await request()
         profiler = cProfile.Profile() if opts.profile else None

@@ -44,7 +44,10 @@ class _Entry:
         self.principal, self.expires, self.kid, self.key = principal, expires, kid, key
 
 
-def token_cache(size: int = CACHE_SIZE) -> None:
+Undo = Callable[[], None]
+
+
+def token_cache(size: int = CACHE_SIZE) -> Undo:
     verify = TokenVerifier.verify
     caches: weakref.WeakKeyDictionary[TokenVerifier, collections.OrderedDict[str, _Entry]] = weakref.WeakKeyDictionary()
 
@@ -63,6 +66,7 @@ def token_cache(size: int = CACHE_SIZE) -> None:
         return principal
 
     TokenVerifier.verify = cached  # type: ignore[method-assign]
+    return lambda: setattr(TokenVerifier, "verify", verify)
 
 
 async def _same_key(verifier: TokenVerifier, entry: _Entry) -> bool:
@@ -98,21 +102,30 @@ class _CountedIds:
         return f"{self._prefix}{next(self._next):016x}"
 
 
-def request_id() -> None:
+def request_id() -> Undo:
+    module = getattr(backend.middleware, "uuid")  # noqa: B009 - not a public name of the module
     setattr(backend.middleware, "uuid", _CountedIds())  # noqa: B010 - the module's import of uuid
+    return lambda: setattr(backend.middleware, "uuid", module)
 
 
-LEVERS: Final[dict[str, Callable[[], None]]] = {"token-cache": token_cache, "request-id": request_id}
+LEVERS: Final[dict[str, Callable[[], Undo]]] = {"token-cache": token_cache, "request-id": request_id}
 
 
-def apply(names: str) -> None:
-    """Apply the comma-separated levers; an unknown name is an error, not a silent no-op."""
-    for name in filter(None, names.split(",")):
-        if name not in LEVERS:
-            raise SystemExit(f"unknown lever {name!r}; known: {', '.join(LEVERS)}")
-        LEVERS[name]()
+def apply(names: str) -> Undo:
+    """Apply the comma-separated levers (an unknown name is an error, not a silent no-op); what undoes them."""
+    chosen = [name for name in names.split(",") if name]
+    unknown = [name for name in chosen if name not in LEVERS]
+    if unknown:
+        raise SystemExit(f"unknown lever(s) {', '.join(unknown)}; known: {', '.join(LEVERS)}")
+    undos = [LEVERS[name]() for name in chosen]
+
+    def undo() -> None:
+        for each in reversed(undos):
+            each()
+
+    return undo
 
 
 if __name__ == "__main__":
-    apply(sys.argv[1] if len(sys.argv) > 1 else "")
+    apply(sys.argv[1] if len(sys.argv) > 1 else "")  # for the life of the process
     sys.exit(backend.server.main())
