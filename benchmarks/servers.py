@@ -24,10 +24,11 @@ from benchmarks.tokens import Kind, Provider
 from tests.support.live import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-# Python's default, which this machine's environment turns off: without it every
-# start compiles backend/ and tasks.py again (about 0.1-0.5 s here), which no
-# developer's second `inv run` pays.
-WRITE_BYTECODE = {"PYTHONDONTWRITEBYTECODE": ""}
+
+
+def has_bytecode() -> bool:
+    """Whether backend/ has compiled bytecode: `inv run` never writes it (invoke turns writing off)."""
+    return any((ROOT / "backend" / "__pycache__").glob("server.*.pyc"))
 
 
 class Server:
