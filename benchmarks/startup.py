@@ -1,15 +1,19 @@
 """`inv run` to the first `/health` 200, and the imports that time goes to.
 
-    nox -s bench -- startup [--starts 3]
+    nox -s bench -- startup [--starts 3] [--compile]
 
 Starts `inv run` (in JWKS mode at the bench's endpoint, on the bench's
-PostgreSQL, with bytecode written) once to warm up and `--starts` times as
-the bench does, and reports the median; then
-once more under `python -X importtime` (PYTHONPROFILEIMPORTTIME, which slows
-imports a little) and sums the import time by top-level package: each
-package's own modules (self), and what importing it first pulled in with it
-(cumulative). Imports still running after the first 200 are counted too; the
-server is stopped right after it.
+PostgreSQL) once to fill the file cache, then `--starts` times as the bench
+does, and reports the median; then once more under `python -X importtime`
+(PYTHONPROFILEIMPORTTIME, which slows imports a little) and sums the import
+time by top-level package: each package's own modules, and what importing
+it first pulled in with it. Imports still running after the first 200 are
+counted too; the server is stopped right after it.
+
+`inv run` never writes bytecode (invoke turns writing off for everything
+imported after tasks.py), so backend/ is compiled at every start unless
+something else (pytest, `python -m backend`) left `backend/__pycache__`;
+the report says which. `--compile` writes it first (`compileall`).
 """
 
 from __future__ import annotations
@@ -36,15 +40,20 @@ TOP = 15
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="nox -s bench -- startup", description=__doc__.splitlines()[0])
     parser.add_argument("--starts", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="write backend/'s bytecode first")
     opts = parser.parse_args(argv)
+    if opts.compile:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "backend", "tasks.py"], cwd=servers.ROOT, check=True)
+    bytecode = "with" if servers.has_bytecode() else "without"
     with postgres.BenchPostgres() as pg, Provider() as provider:
         url = pg.create("startup")
-        env = {**servers.our_env(url, provider), **servers.WRITE_BYTECODE}
+        env = servers.our_env(url, provider)
         _start(env)
         plain = [_start(env)[0] for _ in range(opts.starts)]
         traced, log = _start({**env, "PYTHONPROFILEIMPORTTIME": "1"})
     shown = ", ".join(f"{took:.2f}" for took in plain)
-    print(f"`inv run` to the first /health 200: median {statistics.median(plain):.2f} s of {len(plain)} ({shown})")
+    print(f"`inv run` to the first /health 200, {bytecode} backend/'s bytecode:", end=" ")
+    print(f"median {statistics.median(plain):.2f} s of {len(plain)} ({shown}); load average {os.getloadavg()[0]:.1f}")
     print(f"under -X importtime: {traced:.2f} s\n")
     print(summarize(log))
     return 0
