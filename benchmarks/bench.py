@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -262,7 +263,8 @@ def _header(
     cpu = _cpu_model()
     versions = ", ".join(f"{name} {version(name)}" for name in PACKAGES)
     peer_versions = ", ".join(f"{name} {version(name)}" for name in PEER_PACKAGES)
-    command = " ".join(["nox -s bench", *(["--", *argv] if argv else [])])
+    shown = _without_note(argv)
+    command = " ".join(["nox -s bench", *(["--", shlex.join(shown)] if shown else [])])
     note = f"\n**{opts.note}**\n" if opts.note else ""
     return f"""# Benchmark results
 
@@ -279,6 +281,17 @@ Run {started:%Y-%m-%d %H:%M} UTC with `{command}` ({opts.connections} connection
   Better Auth's claims. Ours reads it in JWKS mode (BETTER_AUTH_URL at the endpoint, the shared secret set
   too); the peer with PyJWT's `PyJWKClient`. The HS256 pass signs the same claims with the shared secret.
 """
+
+
+def _without_note(argv: Sequence[str]) -> list[str]:
+    """The arguments as typed, but the note (the report prints it on its own)."""
+    shown: list[str] = []
+    skip = False
+    for arg in argv:
+        if not skip and arg != "--note" and not arg.startswith("--note="):
+            shown.append(arg)
+        skip = arg == "--note"
+    return shown
 
 
 def _sections(summaries: dict[Kind, dict[tuple[str, str], Summary]]) -> str:

@@ -71,7 +71,9 @@ def table(samples: Iterable[tuple[list[str], int]], cpu_us_per_request: float) -
         parts[part_of(frames)] += count
     total = sum(parts.values()) or 1
     lines = [
-        f"where a request's {cpu_us_per_request:,.0f} us of server CPU goes (share of samples x CPU per request):",
+        f"where a request's {cpu_us_per_request:,.0f} us of server CPU goes (share of samples x CPU per request;",
+        "py-spy counts a thread the kernel preempted as busy where it stopped: on a busy machine that inflates",
+        "the system calls that wake another process, socket writes to wrk and to PostgreSQL above all):",
         "",
         "    share   us/req  part",
     ]
