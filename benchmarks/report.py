@@ -73,9 +73,9 @@ def ratios(
         peer = summaries.get((scenario, "peer"))
         ceiling = ceilings.get((scenario, "ceiling"))
         uvicorn = ceilings.get((scenario, "ceiling-uvicorn"))
-        hypercorn = f"{ceiling.rps / uvicorn.rps:.2f}x" if ceiling and uvicorn else "-"
-        to_peer = ours.rps / peer.rps if peer else None
-        to_ceiling = ours.rps / ceiling.rps if ceiling else None
+        hypercorn = _ratio(ceiling, uvicorn)
+        to_peer = ours.rps / peer.rps if peer and peer.rps else None
+        to_ceiling = ours.rps / ceiling.rps if ceiling and ceiling.rps else None
         target, floor = targets.get(scenario), ceiling_targets.get(scenario)
         p99 = f"{ours.p99_ms:.1f} vs {peer.p99_ms:.1f}" if peer else "-"
         verdict = _verdict(ours, peer, to_peer=to_peer, target=target, to_ceiling=to_ceiling, floor=floor)
@@ -85,6 +85,10 @@ def ratios(
         against += f" (target >= {floor:.1f}x)" if floor else ""
         lines.append(f"| {scenario} | {shown} | {wanted} | {against} | {hypercorn} | {p99} | {verdict} |")
     return "\n".join(lines)
+
+
+def _ratio(top: Summary | None, bottom: Summary | None) -> str:
+    return f"{top.rps / bottom.rps:.2f}x" if top and bottom and bottom.rps else "-"
 
 
 def _verdict(
@@ -97,9 +101,11 @@ def _verdict(
     floor: float | None,
 ) -> str:
     problems = []
+    if peer is not None and not peer.rps:
+        problems.append("the peer answered nothing: no ratio")
     if ours.non_2xx or ours.socket_errors:
         problems.append(f"{ours.non_2xx} non-2xx, {ours.socket_errors} socket errors")
-    if target is not None and peer is not None and ours.p99_ms >= peer.p99_ms:
+    if target is not None and peer is not None and peer.rps and ours.p99_ms >= peer.p99_ms:
         problems.append("p99 not below the peer's")
     if target is not None and to_peer is not None and to_peer < target:
         problems.append(f"below {target:.1f}x the peer")

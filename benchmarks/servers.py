@@ -50,7 +50,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> float:
+    def start(self, timeout: float = 60.0) -> float:
         """Start, wait for `ready_path` to answer 200; the seconds that took."""
         began = time.perf_counter()
         argv = [arg.replace("{port}", str(self.port)) for arg in self.command]
