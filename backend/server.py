@@ -217,7 +217,8 @@ def hypercorn_config(settings: Settings, sockets: list[socket.socket]) -> Config
     config.include_server_header = False
     config.graceful_timeout = settings.graceful_timeout
     config.backlog = 1024
-    # A client that stalls mid-request would otherwise hold its connection forever.
+    # A client that stalls mid-request would otherwise hold its connection forever. It restarts
+    # with each byte read: the body as a whole has its own deadline (backend/bodydeadline.py).
     config.read_timeout = 10
     # Better Auth copies the user record into its token (up to 16 KiB, see
     # backend/auth.py); h11's default 16 KiB head limit would leave no room for cookies.
