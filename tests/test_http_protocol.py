@@ -25,7 +25,7 @@ import psutil
 import pytest
 
 from backend import http1
-from tests.conftest import Tokens, ready_server
+from tests.conftest import AUTH_URL, Tokens, ready_server
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer
 from tests.test_limits import PATIENCE, connect, read_response, read_until_closed, request_head, status_of
@@ -251,8 +251,18 @@ def test_http2_preface_after_an_ignored_upgrade_is_refused(live: LiveServer) -> 
 
 def test_workers_refuse_http2_too(database_url: str, jwks: JWKSServer) -> None:
     # Workers are processes spawned afresh: each must refuse HTTP/2 itself.
-    with ready_server(database_url, jwks, WORKERS="2") as server:
-        server.wait_for_output("Ready: ", count=3, timeout=20)  # the parent's, then each worker's
+    settings = {
+        "APP_ENV": "development",
+        "DATABASE_URL": database_url,
+        "BETTER_AUTH_URL": AUTH_URL,
+        "BETTER_AUTH_JWKS_URL": jwks.url,
+        "DB_CONNECT_RETRY_SECONDS": "0",
+        "WORKERS": "2",
+    }
+    with LiveServer(**settings) as server:
+        server.start()
+        # The parent's "Ready", then each worker's, once the parent has handed the sockets over.
+        server.wait_for_output("Ready: ", count=3, timeout=30)
         clients = [H2Client(server) for _ in range(4)]
         for client in clients:
             client.flush()
