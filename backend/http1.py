@@ -16,7 +16,7 @@ TLS-terminating proxy (docs/security.md). So on a plain socket:
 - A request with both Content-Length and Transfer-Encoding is answered (h11
   frames it by Transfer-Encoding) with `Connection: close`, and the
   connection closes: the two disagreeing is how a request is smuggled past a
-  proxy, and RFC 9112 section 6.3 says to close.
+  proxy, and RFC 9112 sections 6.1 and 6.3 require the close.
 
 Hypercorn has no option to choose the protocol: its ProtocolWrapper builds
 `hypercorn.protocol.H11Protocol` for every connection without TLS ALPN "h2".
