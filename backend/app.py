@@ -22,6 +22,7 @@ from starlette.middleware import Middleware
 from backend import openapi
 from backend.auth import TokenVerifier
 from backend.database import Database
+from backend.diagnostics.database_check import check_tls
 from backend.endpoints import dev, health, me, tasks
 from backend.errors import (
     ApiError,
@@ -100,8 +101,19 @@ async def _start(
         if on_fatal is not None:
             on_fatal(error)
         return
+    _log_tls(settings, db)
     app.state.ready = True
     pooled = " (pooled host: prepared-statement cache off)" if db.target.pooled else ""
     logger.info("Ready: %s at schema version %d%s", db.target.display, LATEST_VERSION, pooled)
     if on_ready is not None:
         on_ready()
+
+
+def _log_tls(settings: Settings, db: Database) -> None:
+    finding = check_tls(settings, db.target)
+    if finding is None:
+        return
+    if finding.status == "ok":
+        logger.info("Database TLS: %s", finding.message)
+    else:
+        logger.warning("Database TLS: %s: %s. %s", finding.code, finding.message, finding.fix)
