@@ -96,10 +96,11 @@ async def _start(
     try:
         await connect_and_migrate(db, settings.db_connect_retry_seconds)
     except AppError as error:
-        logger.error("Cannot start: %s: %s. %s", error.code, error.message, error.fix)
         app.state.fatal = error
         if on_fatal is not None:
-            on_fatal(error)
+            on_fatal(error)  # the server prints the cause once, as it stops
+        else:
+            logger.error("Cannot start: %s: %s. %s", error.code, error.message, error.fix)
         return
     _log_tls(settings, db)
     app.state.ready = True
