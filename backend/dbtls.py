@@ -24,6 +24,8 @@ and a server with a private CA needs `sslrootcert`.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 import ssl
 from typing import Final
 
@@ -73,15 +75,15 @@ class TlsPolicy:
 
     def _context(self) -> ssl.SSLContext:
         rootcert = self.rootcert or ""
+        # The system's store is what OpenSSL's variables name at the time.
+        store = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")) if rootcert == _SYSTEM else None
         try:
-            context = ssl.create_default_context(cafile=None if rootcert == _SYSTEM else rootcert)
+            return _verifying_context(rootcert, self.mode == "verify-full", store)
         except (OSError, ssl.SSLError) as error:
             raise DatabaseURLError(
                 f"has sslrootcert={quoted(rootcert, 80)}, which cannot be loaded ({error})",
                 "point sslrootcert at the CA certificate file, or use sslrootcert=system",
             ) from None
-        context.check_hostname = self.mode == "verify-full"
-        return context
 
     @property
     def trusted(self) -> str:
@@ -101,6 +103,18 @@ class TlsPolicy:
             return f"TLS, certificate verified against {self.trusted}; host name not checked ({why})"
         why = _CHANNEL_BINDING_NOTE if self.channel_binding else "sslmode=verify-full"
         return f"TLS, certificate verified against {self.trusted} for host {host} ({why})"
+
+
+@functools.lru_cache(maxsize=16)
+def _verifying_context(
+    rootcert: str, check_hostname: bool, store: tuple[str | None, str | None] | None
+) -> ssl.SSLContext:
+    """Made once per process: loading the system's CAs takes tens of milliseconds, and the URL is parsed
+    several times at startup. asyncpg only reads the context, so one serves every connection.
+    `store` is only part of the key: the system's CA variables when the context was made."""
+    context = ssl.create_default_context(cafile=None if rootcert == _SYSTEM else rootcert)
+    context.check_hostname = check_hostname
+    return context
 
 
 def parse_tls(query: dict[str, str], hostname: str) -> TlsPolicy:
