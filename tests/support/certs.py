@@ -1,8 +1,10 @@
 """A certificate authority made at test time, and server certificates it signs.
 
-Made with `cryptography` (already installed: joserfc needs it), so the TLS
-tests need no openssl binary. Keys are EC P-256: quick to make, and what
-PostgreSQL and Python's ssl accept everywhere.
+Made with `cryptography` (joserfc needs it too), so the TLS tests need no
+openssl binary. Keys are EC P-256: quick to make, and what PostgreSQL and
+Python's ssl accept everywhere. The key identifiers are there because Python
+3.13's default context verifies strictly (VERIFY_X509_STRICT), which
+requires them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class CertificateAuthority:
             _builder(subject, subject, self._key.public_key())
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(_key_usage(ca=True), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()), critical=False)
             .sign(self._key, hashes.SHA256())
         )
         self.path = folder / "ca.crt"
@@ -45,6 +48,8 @@ class CertificateAuthority:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(ca=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False)
             .sign(self._key, hashes.SHA256())
         )
         cert_file, key_file = self.folder / f"{stem}.crt", self.folder / f"{stem}.key"
