@@ -13,7 +13,7 @@ import ssl
 
 import asyncpg
 
-from backend.dbtls import TlsPolicy, certificate_failure
+from backend.dbtls import TlsPolicy, certificate_failure, tls_unavailable_fix
 from backend.dburl import DatabaseTarget
 from backend.errors import DatabaseUnreachableError
 
@@ -73,7 +73,7 @@ def classify(error: BaseException, target: DatabaseTarget) -> DatabaseUnreachabl
         return _fail(
             "DB_TLS_UNAVAILABLE",
             f"{where} does not offer TLS but DATABASE_URL requires it",
-            "remove sslmode=require for a local server, or enable ssl in postgresql.conf",
+            tls_unavailable_fix(target.tls or TlsPolicy()),
         )
     if isinstance(error, OSError):
         return _fail(

@@ -209,6 +209,16 @@ def certificate_failure(
     )
 
 
+def tls_unavailable_fix(tls: TlsPolicy) -> str:
+    """The fix for a server without TLS when the URL requires it."""
+    if tls.channel_binding:
+        return (
+            "channel_binding=require needs TLS: for a local server remove it (and any sslmode=require), "
+            "or enable ssl in postgresql.conf"
+        )
+    return "remove sslmode=require for a local server, or enable ssl in postgresql.conf"
+
+
 _CHANNEL_BINDING_FIX: Final = {
     False: "asyncpg cannot bind channels, so the certificate must verify instead: for a server with its own CA "
     "add sslrootcert=/path/to/ca.pem; with a public CA install the system's CA list (ca-certificates) "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,15 +45,20 @@ WRONG_NAME_FIX = (
 )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PostgresCluster]:
-    """TLS with SCRAM only, the certificate for `localhost`; role `app` owns database `todo`."""
+def start_cluster(**options: Any) -> PostgresCluster:
     if not pgcluster.available():
         if IN_CI:
             pytest.fail("initdb/pg_ctl not found")
         pytest.skip("initdb/pg_ctl not found")
-    cluster = PostgresCluster(hba=SCRAM_OVER_TLS_ONLY, tls=True, tls_names=("localhost",))
+    cluster = PostgresCluster(**options)
     cluster.start()
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PostgresCluster]:
+    """TLS with SCRAM only, the certificate for `localhost`; role `app` owns database `todo`."""
+    cluster = start_cluster(hba=SCRAM_OVER_TLS_ONLY, tls=True, tls_names=("localhost",))
     cluster.psql(f"CREATE ROLE app LOGIN PASSWORD '{PASSWORD}'")
     cluster.psql("CREATE DATABASE todo OWNER app")
     yield cluster
@@ -132,7 +138,8 @@ def test_server_with_channel_binding_to_an_untrusted_certificate_exits_1_naming_
             "DATABASE_URL": url(server, "sslmode=require&channel_binding=require"),
             "BETTER_AUTH_SECRET": SECRET,
             "DB_CONNECT_RETRY_SECONDS": "0",
-        }
+        },
+        timeout=30,  # a hang detector: the refusal itself takes one handshake
     )
 
     assert status == 1, stderr
@@ -143,6 +150,21 @@ def test_server_with_channel_binding_to_an_untrusted_certificate_exits_1_naming_
     assert stderr.count(line) == 1, stderr
     assert "Traceback" not in stderr
     assert PASSWORD not in stderr
+
+
+async def test_channel_binding_require_to_a_server_without_tls_says_to_remove_it() -> None:
+    cluster = start_cluster(hba="local all all trust\nhost all all 127.0.0.1/32 trust\n")
+    try:
+        found = await failure(f"{cluster.url()}?channel_binding=require")
+    finally:
+        cluster.remove()
+
+    assert (found.code, found.message, found.fix) == (
+        "DB_TLS_UNAVAILABLE",
+        f"127.0.0.1:{cluster.port} does not offer TLS but DATABASE_URL requires it",
+        "channel_binding=require needs TLS: for a local server remove it (and any sslmode=require), "
+        "or enable ssl in postgresql.conf",
+    )
 
 
 # Verified connections
@@ -235,7 +257,7 @@ def test_startup_log_says_which_tls_verification_is_in_force(server: PostgresClu
     }
     with LiveServer(**settings) as live:
         live.start()
-        live.wait_ready()
+        live.wait_ready(timeout=30)  # generous: the machine may be busy
         status = live.stop()
         stderr = live.stderr
 
