@@ -289,7 +289,7 @@ def test_workers_whose_startup_fails_after_the_parents_exit_1_naming_the_cause_o
     url = password_cluster.url("todo", "app", APP_PASSWORD)
     with LiveServer(**{**server_settings, "DATABASE_URL": url, "WORKERS": "2"}) as server:
         server.start()
-        server.wait_for_output("Ready: ")  # the parent connected and migrated; the workers are still spawning
+        server.wait_for_output("Ready: ", timeout=30)  # the parent connected and migrated; workers still spawn
         password_cluster.psql("ALTER ROLE app PASSWORD 'rotated-meanwhile'")  # so theirs is refused for good
 
         status = server.wait(timeout=30)  # a hang detector, not a speed test
