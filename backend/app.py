@@ -23,6 +23,7 @@ from backend import openapi
 from backend.auth import TokenVerifier
 from backend.bodydeadline import BodyDeadline
 from backend.database import Database
+from backend.diagnostics.database_check import check_tls
 from backend.endpoints import dev, health, me, tasks
 from backend.errors import (
     ApiError,
@@ -96,13 +97,25 @@ async def _start(
     try:
         await connect_and_migrate(db, settings.db_connect_retry_seconds)
     except AppError as error:
-        logger.error("Cannot start: %s: %s. %s", error.code, error.message, error.fix)
         app.state.fatal = error
         if on_fatal is not None:
-            on_fatal(error)
+            on_fatal(error)  # the server prints the cause once, as it stops
+        else:
+            logger.error("Cannot start: %s: %s. %s", error.code, error.message, error.fix)
         return
+    _log_tls(settings, db)
     app.state.ready = True
     pooled = " (pooled host: prepared-statement cache off)" if db.target.pooled else ""
     logger.info("Ready: %s at schema version %d%s", db.target.display, LATEST_VERSION, pooled)
     if on_ready is not None:
         on_ready()
+
+
+def _log_tls(settings: Settings, db: Database) -> None:
+    finding = check_tls(settings, db.target)
+    if finding is None:
+        return
+    if finding.status == "ok":
+        logger.info("Database TLS: %s", finding.message)
+    else:
+        logger.warning("Database TLS: %s: %s. %s", finding.code, finding.message, finding.fix)

@@ -13,6 +13,7 @@ import ssl
 
 import asyncpg
 
+from backend.dbtls import TlsPolicy, certificate_failure, tls_unavailable_fix
 from backend.dburl import DatabaseTarget
 from backend.errors import DatabaseUnreachableError
 
@@ -67,16 +68,12 @@ def classify(error: BaseException, target: DatabaseTarget) -> DatabaseUnreachabl
             transient=True,
         )
     if isinstance(error, ssl.SSLCertVerificationError):
-        return _fail(
-            "DB_TLS_VERIFY_FAILED",
-            f"the TLS certificate of {where} does not verify ({error.verify_message})",
-            "use sslmode=require, or point sslrootcert at the right CA file",
-        )
+        return certificate_failure(error, target.tls or TlsPolicy(), target.host, target.port)
     if isinstance(error, ConnectionError) and "rejected SSL upgrade" in str(error):
         return _fail(
             "DB_TLS_UNAVAILABLE",
             f"{where} does not offer TLS but DATABASE_URL requires it",
-            "remove sslmode=require for a local server, or enable ssl in postgresql.conf",
+            tls_unavailable_fix(target.tls or TlsPolicy()),
         )
     if isinstance(error, OSError):
         return _fail(

@@ -5,18 +5,19 @@
 unknown options such as Neon's `channel_binding` to the server, which rejects
 them. So the URL is parsed here: the scheme is normalised, the query becomes
 asyncpg keyword arguments, and anything not understood is an error that names
-the parameter rather than being silently dropped.
+the parameter rather than being silently dropped. sslmode, sslrootcert and
+channel_binding are read by backend/dbtls.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import ssl
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 
+from backend.dbtls import TlsPolicy, parse_tls
 from backend.errors import DatabaseURLError, quoted
 
 _ROOT: Final = Path(__file__).resolve().parent.parent
@@ -29,9 +30,6 @@ _POSTGRES_SCHEMES: Final = {
     "postgresql+psycopg2",
 }
 _SQLITE_SCHEMES: Final = {"sqlite", "sqlite+aiosqlite"}
-_SSL_MODES: Final = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
-_SSL_ALIASES: Final = {"true": "require", "false": "disable", "1": "require", "0": "disable"}
-_CHANNEL_BINDING: Final = {"disable", "prefer", "require"}
 _PASSWORD_PARAMETER: Final = re.compile(r"(?i)([?&](?:ssl)?password=)[^&#]*")
 _ENCODE_FIX: Final = (
     "percent-encode special characters in the user name and password (@ as %40, : as %3A, / as %2F, # as %23, ? as %3F)"
@@ -50,6 +48,7 @@ class DatabaseTarget:
     database: str = ""
     user: str = ""
     sqlite_path: Path | None = None
+    tls: TlsPolicy | None = None  # PostgreSQL only (backend/dbtls.py)
 
     def __repr__(self) -> str:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -118,7 +117,11 @@ def _parse_postgres(raw: str) -> DatabaseTarget:
             "add the database name after the host, e.g. postgresql://user@host:5432/todo",
         )
     query = _query(parts.query)
+    tls = parse_tls(query, parts.hostname or "")
     options = _postgres_options(query, parts.hostname or "")
+    ssl_option = tls.ssl_option()
+    if ssl_option is not None:
+        options["ssl"] = ssl_option
     host = str(options.get("host") or parts.hostname or "")
     if not host:
         raise DatabaseURLError("names no host", "write it as postgresql://user:password@host:5432/dbname")
@@ -131,6 +134,7 @@ def _parse_postgres(raw: str) -> DatabaseTarget:
         port=port,
         database=unquote(database),
         user=unquote(parts.username or ""),
+        tls=tls,
     )
 
 
@@ -172,17 +176,6 @@ def _query(query: str) -> dict[str, str]:
 def _postgres_options(query: dict[str, str], hostname: str) -> dict[str, Any]:
     options: dict[str, Any] = {}
     server_settings: dict[str, str] = {}
-    mode = _ssl_mode(query, hostname)
-    if mode is not None:
-        options["ssl"] = _ssl_option(mode, query.pop("sslrootcert", None))
-    elif "sslrootcert" in query:
-        raise DatabaseURLError("sets sslrootcert without sslmode", "add sslmode=verify-full (or verify-ca)")
-    binding = query.pop("channel_binding", "prefer")
-    if binding not in _CHANNEL_BINDING:
-        raise DatabaseURLError(
-            f"has channel_binding={quoted(binding)}", "use channel_binding=require, prefer or disable"
-        )
-    # asyncpg cannot do SCRAM channel binding; the TLS from sslmode still applies.
     if query.pop("pgbouncer", "").lower() == "true" or "-pooler." in hostname:
         options["statement_cache_size"] = 0
     for key, value in query.items():
@@ -203,36 +196,6 @@ def _postgres_options(query: dict[str, str], hostname: str) -> dict[str, Any]:
     if server_settings:
         options["server_settings"] = server_settings
     return options
-
-
-def _ssl_mode(query: dict[str, str], hostname: str) -> str | None:
-    if "sslmode" in query and "ssl" in query:
-        raise DatabaseURLError("sets both sslmode and ssl", "keep sslmode= and remove ssl=")
-    raw = query.pop("sslmode", None)
-    raw = query.pop("ssl", None) if raw is None else raw
-    if raw is None:
-        # Neon accepts TLS connections only; say so instead of failing the handshake.
-        return "require" if hostname.endswith(".neon.tech") else None
-    mode = _SSL_ALIASES.get(raw.lower(), raw.lower())
-    if mode not in _SSL_MODES:
-        raise DatabaseURLError(f"has sslmode={quoted(raw)}", f"use one of {', '.join(sorted(_SSL_MODES))}")
-    return mode
-
-
-def _ssl_option(mode: str, rootcert: str | None) -> str | bool | ssl.SSLContext:
-    if mode == "disable":
-        return False
-    if rootcert is None or mode not in ("verify-ca", "verify-full"):
-        return mode
-    try:
-        context = ssl.create_default_context(cafile=None if rootcert == "system" else rootcert)
-    except (OSError, ssl.SSLError) as error:
-        raise DatabaseURLError(
-            f"has sslrootcert={quoted(rootcert, 80)}, which cannot be loaded ({error})",
-            "point sslrootcert at the CA certificate file, or use sslrootcert=system",
-        ) from None
-    context.check_hostname = mode == "verify-full"
-    return context
 
 
 def _number(key: str, value: str) -> float:

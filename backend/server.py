@@ -15,7 +15,9 @@ duplicates of the same sockets, until its startup has connected and migrated:
 the port answers from the first moment (/health 200, /ready and the API 503)
 and a permanent failure stops the server with its named cause, once. Then
 Hypercorn's process manager starts the workers on the original sockets;
-connections that arrive in between wait in the listen backlog.
+connections that arrive in between wait in the listen backlog. A worker that
+still fails for good at its start stops them all, and the parent prints the
+cause once (backend/worker_failure.py).
 
 Shutdown: the first SIGINT/SIGTERM stops accepting and gives the requests in
 flight GRACEFUL_TIMEOUT seconds; a second one exits at once (status 1).
@@ -27,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import os
 import signal
 import socket
 import sys
 from collections.abc import Coroutine
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, NoReturn, TypeVar, cast
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config, Sockets
@@ -46,6 +49,7 @@ from backend.errors import AppError, PortInUseError, SettingsError
 from backend.http1 import serve_http1_only
 from backend.logs import configure_logging
 from backend.settings import LOOPBACK_HOSTS, Settings, is_loopback_host, load_settings
+from backend.worker_failure import WorkerFailures
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +133,11 @@ def _serve_sockets(settings: Settings, sockets: list[socket.socket], *, reload: 
 
 def report(error: AppError) -> None:
     """The one line (or block, for settings) a user sees for a failure."""
-    print(f"error {error.code}: {error}", file=sys.stderr)
+    print(report_line(error), file=sys.stderr)
+
+
+def report_line(error: AppError) -> str:
+    return f"error {error.code}: {error}"
 
 
 def bind_sockets(hosts: tuple[str, ...], port: int) -> list[socket.socket]:
@@ -296,9 +304,17 @@ def _serve_workers(settings: Settings, sockets: list[socket.socket], *, reload: 
     config = hypercorn_config(settings, sockets)
     # Only here: `serve()` in one process warns that it ignores `workers`.
     config.workers = settings.workers
-    config.application_path = "backend.server:worker_app()"
     config.use_reloader = reload
-    status = run(config)
+    failures = WorkerFailures.create()
+    try:
+        config.application_path = f"backend.server:worker_app({failures.name!r})"
+        status = run(config)
+        failure = failures.first()
+    finally:
+        failures.remove()
+    if failure is not None:
+        print(failure, file=sys.stderr)  # the worker's `report` line, once
+        return 1
     if status != 0:
         logger.error("A worker process exited with status %d; all workers were stopped", status)
         return 1
@@ -306,12 +322,28 @@ def _serve_workers(settings: Settings, sockets: list[socket.socket], *, reload: 
     return 0
 
 
-def worker_app() -> Starlette:
-    """The app of one worker process (spawned: logging is configured afresh)."""
-    settings = load_settings()
+def worker_app(failures: str) -> Starlette:
+    """The app of one worker process (spawned: logging is configured afresh).
+
+    A permanent failure at its start ends the worker; the parent, which made
+    the folder named `failures`, prints the cause (backend/worker_failure.py).
+    """
+    end_worker = functools.partial(_end_worker, WorkerFailures.named(failures))
+    try:
+        settings = load_settings()  # afresh: `.env` may have changed since the parent read it
+    except SettingsError as error:
+        end_worker(error)
     configure_logging(settings.log_level)
     serve_http1_only()  # the parent checked it before starting this worker
-    return create_app(settings)
+    return create_app(settings, on_fatal=end_worker)
+
+
+def _end_worker(failures: WorkerFailures, error: AppError) -> NoReturn:
+    failures.record(report_line(error))
+    logging.shutdown()
+    # At once: this worker never connected, so nothing is lost, and Hypercorn's
+    # manager, which sees only exit statuses, then stops the other workers.
+    os._exit(1)
 
 
 async def _serve_until_ready(settings: Settings, sockets: list[socket.socket]) -> int | None:

@@ -89,7 +89,7 @@ def closed_port() -> int:
 async def diagnose(url: str, seconds: float = 3.0) -> tuple[str, str, str, str]:
     """(status, code, message, fix) that env-check reports for `url`."""
     results = await check_database(Settings(database_url=url), seconds=seconds)
-    assert len(results) == 1
+    assert [r.check for r in results] == ["database", "database_tls"]  # the second says which TLS (test_dbtls.py)
     result = results[0]
     return result.status, result.code, result.message, result.fix
 

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from databases import DatabaseURL
 
+from backend.dbtls import TlsPolicy
 from backend.dburl import DatabaseTarget, mask_url, parse_database_url
 from backend.errors import DatabaseURLError
 from backend.settings import ROOT
+from tests.support.certs import CertificateAuthority
 
 NEON = "postgresql://u:p@ep-cool-123.us-east-2.aws.neon.tech/neondb?sslmode=require&channel_binding=require"
 NEON_POOLER = NEON.replace("ep-cool-123.", "ep-cool-123-pooler.")
@@ -31,6 +33,18 @@ def refused(raw: str) -> DatabaseURLError:
 
 def options_of(query: str, host: str = "db.example.com") -> dict[str, object]:
     return parse_database_url(f"postgresql://u:p@{host}/todo?{query}").options
+
+
+def assert_verifies(option: object, *, check_hostname: bool) -> None:
+    """`option` is an SSL context that requires a verified certificate (and checks the host name, or not)."""
+    assert isinstance(option, ssl.SSLContext)
+    assert option.verify_mode == ssl.CERT_REQUIRED
+    assert option.check_hostname is check_hostname
+
+
+@pytest.fixture(scope="module")
+def ca_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return CertificateAuthority(tmp_path_factory.mktemp("ca")).path
 
 
 # PostgreSQL schemes and parts
@@ -100,13 +114,14 @@ def test_target_repr_never_shows_the_password() -> None:
 # Neon, TLS and pooling
 
 
-def test_neon_url_gets_tls_and_loses_channel_binding() -> None:
+def test_neon_url_with_channel_binding_verifies_the_certificate_for_its_host() -> None:
     target = parse_database_url(NEON)
 
     assert target.url == "postgresql://u:p@ep-cool-123.us-east-2.aws.neon.tech/neondb"
-    assert target.options == {"ssl": "require"}
+    assert list(target.options) == ["ssl"]
+    assert_verifies(target.options["ssl"], check_hostname=True)
+    assert target.tls == TlsPolicy("verify-full", "system", channel_binding=True)
     assert "channel_binding" not in target.url
-    assert "channel_binding" not in repr(target.options)
     assert target.pooled is False
     assert target.display == "u@ep-cool-123.us-east-2.aws.neon.tech:5432/neondb"
 
@@ -115,7 +130,8 @@ def test_neon_pooler_host_disables_the_statement_cache() -> None:
     target = parse_database_url(NEON_POOLER)
 
     assert target.url == "postgresql://u:p@ep-cool-123-pooler.us-east-2.aws.neon.tech/neondb"
-    assert target.options == {"ssl": "require", "statement_cache_size": 0}
+    assert target.options["statement_cache_size"] == 0
+    assert_verifies(target.options["ssl"], check_hostname=True)
     assert target.pooled is True
 
 
@@ -163,17 +179,47 @@ def test_sslmode_becomes_the_asyncpg_ssl_option(query: str, ssl_option: object) 
 def test_sslrootcert_system_with_verify_full_builds_a_checking_context() -> None:
     option = options_of("sslmode=verify-full&sslrootcert=system")["ssl"]
 
+    assert_verifies(option, check_hostname=True)
+
+
+def test_sslrootcert_file_with_verify_ca_does_not_check_the_host_name(ca_file: Path) -> None:
+    option = options_of(f"sslmode=verify-ca&sslrootcert={ca_file}")["ssl"]
+
+    assert_verifies(option, check_hostname=False)
     assert isinstance(option, ssl.SSLContext)
-    assert option.check_hostname is True
-    assert option.verify_mode == ssl.CERT_REQUIRED
+    assert option.get_ca_certs()[0]["subject"] == ((("commonName", "Todo Test CA"),),)
 
 
-def test_sslrootcert_with_verify_ca_does_not_check_the_host_name() -> None:
-    option = options_of("sslmode=verify-ca&sslrootcert=system")["ssl"]
+def test_sslrootcert_file_with_verify_full_trusts_only_that_ca(ca_file: Path) -> None:
+    option = options_of(f"sslmode=verify-full&sslrootcert={ca_file}")["ssl"]
 
+    assert_verifies(option, check_hostname=True)
     assert isinstance(option, ssl.SSLContext)
-    assert option.check_hostname is False
-    assert option.verify_mode == ssl.CERT_REQUIRED
+    assert len(option.get_ca_certs()) == 1
+
+
+def test_sslrootcert_file_with_require_checks_the_ca_as_libpq_does(ca_file: Path) -> None:
+    target = parse_database_url(f"postgresql://u:p@db.example.com/todo?sslmode=require&sslrootcert={ca_file}")
+
+    assert_verifies(target.options["ssl"], check_hostname=False)
+    assert target.tls == TlsPolicy("verify-ca", str(ca_file), asked="require")
+
+
+def test_sslrootcert_system_alone_means_verify_full_as_in_libpq_16() -> None:
+    target = parse_database_url("postgresql://u:p@db.example.com/todo?sslrootcert=system")
+
+    assert_verifies(target.options["ssl"], check_hostname=True)
+    assert target.tls == TlsPolicy("verify-full", "system")
+
+
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer", "require", "verify-ca"])
+def test_sslrootcert_system_with_a_weaker_sslmode_is_refused_as_in_libpq_16(mode: str) -> None:
+    error = refused(f"postgresql://u:p@db.example.com/todo?sslmode={mode}&sslrootcert=system")
+
+    assert (error.reason, error.fix) == (
+        f"sets sslrootcert=system with sslmode={mode}",
+        "use sslmode=verify-full with sslrootcert=system (as libpq does), or remove sslrootcert",
+    )
 
 
 def test_unloadable_sslrootcert_is_refused_naming_it(tmp_path: Path) -> None:
@@ -185,13 +231,21 @@ def test_unloadable_sslrootcert_is_refused_naming_it(tmp_path: Path) -> None:
     assert error.fix == "point sslrootcert at the CA certificate file, or use sslrootcert=system"
 
 
-def test_sslrootcert_without_sslmode_is_refused() -> None:
-    error = refused("postgresql://u:p@db.example.com/todo?sslrootcert=system")
+def test_sslrootcert_file_without_sslmode_is_refused(ca_file: Path) -> None:
+    error = refused(f"postgresql://u:p@db.example.com/todo?sslrootcert={ca_file}")
 
     assert (error.reason, error.fix) == (
         "sets sslrootcert without sslmode",
         "add sslmode=verify-full (or verify-ca)",
     )
+
+
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer"])
+def test_sslrootcert_file_with_a_mode_that_never_checks_it_is_refused(mode: str, ca_file: Path) -> None:
+    error = refused(f"postgresql://u:p@db.example.com/todo?sslmode={mode}&sslrootcert={ca_file}")
+
+    assert error.reason == f"sets sslrootcert with sslmode={mode}"
+    assert error.fix == "add sslmode=verify-full (or verify-ca)"
 
 
 @pytest.mark.parametrize("raw", ["required", "on", ""])
@@ -213,9 +267,39 @@ def test_sslmode_and_ssl_together_are_refused() -> None:
     assert (error.reason, error.fix) == ("sets both sslmode and ssl", "keep sslmode= and remove ssl=")
 
 
-@pytest.mark.parametrize("binding", ["require", "prefer", "disable"])
-def test_channel_binding_is_accepted_and_dropped(binding: str) -> None:
-    assert options_of(f"sslmode=require&channel_binding={binding}") == {"ssl": "require"}
+@pytest.mark.parametrize("binding", ["prefer", "disable"])
+def test_channel_binding_prefer_or_disable_is_dropped_leaving_sslmode(binding: str) -> None:
+    target = parse_database_url(f"postgresql://u:p@db.example.com/todo?sslmode=require&channel_binding={binding}")
+
+    assert target.options == {"ssl": "require"}
+    assert target.tls == TlsPolicy("require")
+
+
+@pytest.mark.parametrize("mode", ["", "sslmode=allow&", "sslmode=prefer&", "sslmode=require&", "sslmode=verify-ca&"])
+def test_channel_binding_require_verifies_against_the_system_cas_for_the_host(mode: str) -> None:
+    target = parse_database_url(f"postgresql://u:p@db.example.com/todo?{mode}channel_binding=require")
+
+    assert_verifies(target.options["ssl"], check_hostname=True)
+    assert target.tls == TlsPolicy("verify-full", "system", channel_binding=True)
+    assert target.tls.verified
+
+
+def test_channel_binding_require_with_sslrootcert_trusts_that_ca(ca_file: Path) -> None:
+    url = f"postgresql://u:p@db.example.com/todo?sslmode=require&sslrootcert={ca_file}&channel_binding=require"
+
+    target = parse_database_url(url)
+
+    assert_verifies(target.options["ssl"], check_hostname=True)
+    assert target.tls == TlsPolicy("verify-full", str(ca_file), channel_binding=True)
+
+
+def test_channel_binding_require_with_sslmode_disable_is_refused() -> None:
+    error = refused("postgresql://u:p@db.example.com/todo?sslmode=disable&channel_binding=require")
+
+    assert (error.reason, error.fix) == (
+        "sets channel_binding=require with sslmode=disable",
+        "channel binding needs TLS: remove sslmode=disable (or channel_binding=require)",
+    )
 
 
 def test_invalid_channel_binding_is_refused() -> None:

@@ -26,13 +26,16 @@ from backend.devtokens import mint_token
 from backend.diagnostics.ports import ipv6_available
 from backend.migrations import LATEST_VERSION
 from backend.settings import Settings
-from tests.conftest import SECRET
+from tests.conftest import IN_CI, SECRET
+from tests.support import pgcluster
 from tests.support.live import LiveServer, free_port, hold_port, run_to_exit, stop_process
+from tests.support.pgcluster import PostgresCluster
 
 pytestmark = pytest.mark.live
 
 # Hypercorn's line, in our log format: a worker whose logging is not set up prints nothing.
 LISTENING = "INFO    hypercorn.error [-] Running on "
+APP_PASSWORD = "app-pw-4Kd"
 
 needs_ipv6 = pytest.mark.skipif(not ipv6_available(), reason="IPv6 is not available on this machine")
 
@@ -262,6 +265,42 @@ def test_workers_with_a_missing_database_exit_1_naming_it(
 
     assert status == 1, stderr
     assert stderr.count("error DB_NOT_FOUND: database 'no_such_db_xyz' does not exist on ") == 1
+    assert_no_traceback(stderr)
+
+
+@pytest.fixture(scope="module")
+def password_cluster() -> Iterator[PostgresCluster]:
+    """A cluster of this module's own that asks role `app` (owner of database `todo`) for its password."""
+    if not pgcluster.available():
+        if IN_CI:
+            pytest.fail("initdb/pg_ctl not found")
+        pytest.skip("initdb/pg_ctl not found")
+    cluster = PostgresCluster(hba="local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
+    cluster.start()
+    cluster.psql(f"CREATE ROLE app LOGIN PASSWORD '{APP_PASSWORD}'")
+    cluster.psql("CREATE DATABASE todo OWNER app")
+    yield cluster
+    cluster.remove()
+
+
+def test_workers_whose_startup_fails_after_the_parents_exit_1_naming_the_cause_once(
+    server_settings: dict[str, str], password_cluster: PostgresCluster
+) -> None:
+    url = password_cluster.url("todo", "app", APP_PASSWORD)
+    with LiveServer(**{**server_settings, "DATABASE_URL": url, "WORKERS": "2"}) as server:
+        server.start()
+        server.wait_for_output("Ready: ", timeout=30)  # the parent connected and migrated; workers still spawn
+        password_cluster.psql("ALTER ROLE app PASSWORD 'rotated-meanwhile'")  # so theirs is refused for good
+
+        status = server.wait(timeout=30)  # a hang detector, not a speed test
+        stderr = server.stderr
+
+    assert status == 1, stderr
+    cause = f"error DB_AUTH_FAILED: password authentication failed for user 'app' on 127.0.0.1:{password_cluster.port}"
+    assert stderr.count(cause) == 1, stderr
+    assert stderr.count("DB_AUTH_FAILED") == 1, stderr  # the cause once, as a single process prints it
+    assert "Ready: " in stderr.rpartition(cause)[0]  # the parent's, before the workers failed
+    assert APP_PASSWORD not in stderr
     assert_no_traceback(stderr)
 
 

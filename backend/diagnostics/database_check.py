@@ -3,7 +3,8 @@
 It connects the way the server does (the normalised URL, backend/database.py)
 but once, with a short timeout, and names the failure through
 backend/dberrors.py. It never creates anything: a SQLite file that does not
-exist yet is reported, not made, and no migration is applied.
+exist yet is reported, not made, and no migration is applied. For PostgreSQL
+a second line says which TLS verification is in force (backend/dbtls.py).
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ from backend.dberrors import classify
 from backend.dburl import DatabaseTarget, parse_database_url
 from backend.diagnostics.results import Result, fail, ok, warn
 from backend.migrations import LATEST_VERSION, current_version
-from backend.settings import Settings
+from backend.settings import Settings, is_loopback_host
 
 CHECK: Final = "database"
+TLS_CHECK: Final = "database_tls"
+_VERIFY_HOW: Final = (
+    "system works for a public CA such as Neon's; Supabase and RDS give a CA file to name instead of system"
+)
 MIGRATE_FIX: Final = "`inv run` applies pending migrations when it starts, or run `inv migrate` now"
 
 
@@ -40,16 +45,52 @@ async def check_database(settings: Settings, *, seconds: float = 3.0) -> list[Re
             version = await current_version(db)
     except Exception as error:  # every cause is named by classify; unknown ones as DB_CONNECT_FAILED
         failure = classify(error, target)
-        return [fail(CHECK, code=failure.code, message=failure.message, fix=failure.fix)]
+        return [fail(CHECK, code=failure.code, message=failure.message, fix=failure.fix), *_tls_lines(settings, target)]
     finally:
         await _disconnect(db)
-    return [_schema_result(target, version)]
+    return [_schema_result(target, version), *_tls_lines(settings, target)]
 
 
 async def _disconnect(db: Database) -> None:
     # The check's verdict is already made; closing is best effort.
     with contextlib.suppress(Exception):
         await db.disconnect()
+
+
+def check_tls(settings: Settings, target: DatabaseTarget) -> Result | None:
+    """Which TLS verification the connection uses (None for SQLite); the startup log shows it too.
+
+    A warning only in production, for a server on another machine whose
+    certificate is not verified: in development a local or compose database
+    without TLS is normal, and the line says what is in force either way.
+    """
+    if target.tls is None:
+        return None
+    text = target.tls.describe(target.host)
+    if not settings.is_production or target.tls.verified or _is_local(target.host):
+        return ok(TLS_CHECK, text)
+    if target.tls.mode == "disable":
+        return warn(
+            TLS_CHECK,
+            code="DB_TLS_OFF",
+            message=f"{text}: the traffic to {target.host} is not encrypted",
+            fix=f"add sslmode=verify-full&sslrootcert=system to DATABASE_URL (at least sslmode=require); {_VERIFY_HOW}",
+        )
+    return warn(
+        TLS_CHECK,
+        code="DB_TLS_UNVERIFIED",
+        message=f"{text}: anyone in the path to {target.host} could pose as the database",
+        fix=f"add sslmode=verify-full&sslrootcert=system to DATABASE_URL; {_VERIFY_HOW}",
+    )
+
+
+def _tls_lines(settings: Settings, target: DatabaseTarget) -> list[Result]:
+    found = check_tls(settings, target)
+    return [] if found is None else [found]
+
+
+def _is_local(host: str) -> bool:
+    return host.startswith("/") or is_loopback_host(host)
 
 
 def _schema_result(target: DatabaseTarget, version: int) -> Result:

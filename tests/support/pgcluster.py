@@ -39,10 +39,11 @@ class PostgresCluster:
         port: int | None = None,
         hba: str | None = None,
         tls: bool = False,
+        tls_names: tuple[str, ...] = ("localhost",),
         server_settings: dict[str, str] | None = None,
     ) -> None:
-        """`hba` replaces pg_hba.conf; `tls` turns on ssl with a self-signed certificate;
-        `server_settings` are extra `-c name=value` options for the server."""
+        """`hba` replaces pg_hba.conf; `tls` turns on ssl with a certificate for `tls_names` signed by a CA
+        made for this cluster (its certificate: `ca_file`); `server_settings` are extra `-c name=value` options."""
         if not available():
             raise ClusterError("initdb/pg_ctl not found on PATH: install PostgreSQL or set TEST_DATABASE_URL")
         self.port = port or _free_port()
@@ -56,40 +57,29 @@ class PostgresCluster:
         if hba is not None:
             (self.data / "pg_hba.conf").write_text(hba)
         self.server_settings = dict(server_settings or {})
+        self.ca_file: Path | None = None
         if tls:
-            self._make_certificate()
+            self._make_certificate(tls_names)
 
-    def _make_certificate(self) -> None:
-        cert, key = self.base / "server.crt", self.base / "server.key"
-        subprocess.run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                str(key),
-                "-out",
-                str(cert),
-            ],
-            capture_output=True,
-            check=True,
-        )
-        key.chmod(0o600)
+    def _make_certificate(self, names: tuple[str, ...]) -> None:
+        """A test CA (`ca_file`, for sslrootcert=) and a server certificate it signs for `names`."""
+        from tests.support.certs import CertificateAuthority  # lazily: the script form runs without `tests`
+
+        folder = self.base / "tls"
+        folder.mkdir()
+        authority = CertificateAuthority(folder)
+        cert, key = authority.issue(names)
         if self._as_postgres:
-            shutil.chown(cert, "postgres", "postgres")
-            shutil.chown(key, "postgres", "postgres")
+            for path in (folder, cert, key):
+                shutil.chown(path, "postgres", "postgres")
+        self.ca_file = authority.path
         self.server_settings.update(ssl="on", ssl_cert_file=str(cert), ssl_key_file=str(key))
 
-    def url(self, database: str = "postgres", user: str = "postgres", password: str | None = None) -> str:
+    def url(
+        self, database: str = "postgres", user: str = "postgres", password: str | None = None, host: str = "127.0.0.1"
+    ) -> str:
         auth = f"{user}:{password}" if password else user
-        return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{auth}@{host}:{self.port}/{database}"
 
     def start(self) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.base} -c fsync=off"
@@ -101,7 +91,7 @@ class PostgresCluster:
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         result = self._run(
-            "psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database, "-Atc", sql
+            "psql", "-h", str(self.base), "-p", str(self.port), "-U", "postgres", "-d", database, "-Atc", sql
         )
         return result.stdout.strip()
 

@@ -1,0 +1,68 @@
+"""A worker's failure to start, handed to the parent, which reports it once.
+
+With WORKERS > 1 the parent's own startup has connected and migrated before
+Hypercorn's process manager starts the workers; a worker can still fail for
+good at its start (the password was rotated, the database dropped, in
+between). The manager sees only exit statuses, so such a worker writes its
+error line to a folder the parent made, then exits 1; the manager stops the
+other workers, and the parent prints the line once and exits 1, as a single
+process would. The first failure wins: workers usually fail alike.
+
+The workers find the folder by its name under the temporary directory they
+share with the parent (the environment, TMPDIR included, is inherited): a
+name, unlike a path, fits in Hypercorn's `module:app(...)` application path,
+which splits on colons.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Final
+
+_PREFIX: Final = "todo-workers-"
+_NAME: Final = re.compile(rf"{_PREFIX}[A-Za-z0-9_]+")
+_FIRST: Final = "first"
+
+
+class WorkerFailures:
+    """The folder where the first worker to fail at startup leaves its error line."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @classmethod
+    def create(cls) -> WorkerFailures:
+        """A new, empty folder (the parent; remove it with `remove`)."""
+        return cls(Path(tempfile.mkdtemp(prefix=_PREFIX)))
+
+    @classmethod
+    def named(cls, name: str) -> WorkerFailures:
+        """The parent's folder, found from a worker by `name`."""
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"not a worker failures folder: {name!r}")
+        return cls(Path(tempfile.gettempdir()) / name)
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    def record(self, line: str) -> None:
+        """Keep `line` unless another worker's failure came first."""
+        try:
+            with (self.folder / _FIRST).open("x", encoding="utf-8") as file:
+                file.write(line)
+        except FileExistsError:
+            pass
+
+    def first(self) -> str | None:
+        """The first worker's error line, or None when no worker failed at startup."""
+        try:
+            return (self.folder / _FIRST).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
