@@ -209,7 +209,8 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     extra = {"errors": exc.errors} if exc.errors is not None else None
     level = logging.WARNING if exc.status >= 500 else logging.INFO
-    logger.log(level, "%s %s -> %d %s: %s", request.method, request.url.path, exc.status, exc.code, exc.detail)
+    # The path as routed (request.url.path drops a decoded CR, LF or tab); the log formatter escapes it.
+    logger.log(level, "%s %s -> %d %s: %s", request.method, request.scope["path"], exc.status, exc.code, exc.detail)
     return problem_response(exc.status, exc.code, exc.detail, headers=exc.headers, extra=extra)
 
 
@@ -227,7 +228,7 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     # This handler runs outside the request-id middleware, so it sets the header itself.
     request_id = REQUEST_ID.get()
-    logger.exception("Unhandled error on %s %s", request.method, request.url.path)
+    logger.exception("Unhandled error on %s %s", request.method, request.scope["path"])
     return problem_response(
         500,
         "INTERNAL_ERROR",

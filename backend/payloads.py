@@ -22,6 +22,7 @@ from backend.errors import (
     UnsupportedMediaTypeError,
     ValidationFailedError,
 )
+from backend.logs import printable
 from backend.schemas import TITLE_MAX
 
 MAX_BODY_BYTES: Final = 64 * 1024
@@ -152,7 +153,8 @@ def _errors_per_field(
 
 def _unknown_field(name: str, location: str) -> dict[str, str]:
     hint = " (the user comes from the token)" if name == "user_id" else ""
-    return _error(name[:100], location, f"is not a known field{hint}")
+    # Escaped: the name goes into the problem's detail and the log line (a "\n" must not start a new line).
+    return _error(printable(name[:100]), location, f"is not a known field{hint}")
 
 
 def _field_error(message: str, location: str, field: str = "") -> dict[str, str]:
