@@ -175,3 +175,21 @@ def test_terminal_escapes_and_a_forged_line_in_the_path_are_logged_escaped(live:
     lines = log_lines(live, "inject-get")
     assert_one_line_per_record(lines)
     assert f"[inject-get] GET /api/\\x1b]0;pwned\\x07\\x1b[2K\\ralice\\n{FORGED}/tasks -> 401" in "\n".join(lines)
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/api/alice/tasks"), ("PUT", "/api/alice/tasks/1")])
+def test_lone_surrogate_key_is_a_422_logged_escaped_without_a_traceback(
+    live: LiveServer, tokens: Tokens, method: str, path: str
+) -> None:
+    marker = f"surrogate-{method.lower()}"
+    headers = {**tokens.headers("alice"), "Content-Type": "application/json", "X-Request-ID": marker}
+
+    response = httpx.request(method, f"{live.url}{path}", content=b'{"title":"x","\\ud800":1}', headers=headers)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "VALIDATION_FAILED"
+    lines = log_lines(live, marker)
+    assert_one_line_per_record(lines)
+    assert f"[{marker}] {method} {path} -> 422 VALIDATION_FAILED: \\ud800: is not a known field" in "\n".join(lines)
+    assert "Traceback" not in live.stderr
+    assert "Logging error" not in live.stderr
