@@ -79,6 +79,10 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    # Starlette would answer `/api/alice/tasks/` with a 307 to an absolute URL built from the Host
+    # header (`http://evil.example/...`, and always http). A trailing slash is a 404 naming the path
+    # without it instead (backend/errors.py; docs/api.md says why not a relative redirect).
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.db = Database(settings)
     app.state.verifier = TokenVerifier(settings)

@@ -32,6 +32,7 @@ import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from backend.logs import REQUEST_ID
 
@@ -219,10 +220,23 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     code = _HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
     detail = exc.detail
     if exc.status_code == 404:
-        detail = f"No route matches {request.url.path!r}; see /openapi.json"
+        detail = _not_found_detail(request)
     elif exc.status_code == 405:
         detail = f"{request.method} is not allowed here; allowed: {(exc.headers or {}).get('Allow', '')}"
     return problem_response(exc.status_code, code, detail, headers=exc.headers)
+
+
+def _not_found_detail(request: Request) -> str:
+    path: str = request.scope["path"]
+    without_slash = path.rstrip("/")
+    if without_slash and without_slash != path and _routed(request, without_slash):
+        return f"No route matches {path!r}; without the trailing slash it is {without_slash!r}"
+    return f"No route matches {path!r}; see /openapi.json"
+
+
+def _routed(request: Request, path: str) -> bool:
+    scope = {**request.scope, "path": path}
+    return any(route.matches(scope)[0] != Match.NONE for route in request.app.routes)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
