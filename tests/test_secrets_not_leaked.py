@@ -10,6 +10,7 @@ byte it captured.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -230,3 +231,72 @@ def test_inv_run_startup_log_prints_no_value_of_a_malformed_env_line(
     assert "WARNING tasks [-] ENV_KEY_INVALID: line 4 is not NAME=value: BETTER_AUTH_SECRET is followed by ':'" in log
     assert "ENV_UNBALANCED_QUOTES: line 8: DB_PASS's value starts with '" in log
     assert_nothing_leaked(log, SECRET, *value_pieces(values), "production key")
+
+
+# Weak secrets (issue 14, item 8): production does not start, so a token forged with one meets no server.
+
+PRODUCTION = {
+    "APP_ENV": "production",
+    "DATABASE_URL": f"postgresql://app:{PASSWORD}@db.example.com/todo",
+    "BETTER_AUTH_URL": "https://auth.example.com",
+    "CORS_ORIGINS": "https://app.example.com",
+}
+
+
+@pytest.mark.parametrize(
+    ("weak", "reason"),
+    [
+        ("a" * 32, "repeats a short pattern"),
+        ("0" * 32, "repeats a short pattern"),
+        ("changeme" * 4, "is a placeholder or a published example value"),
+        ("your-better-auth-secret-goes-here", "is a placeholder or a published example value"),
+    ],
+)
+def test_production_refuses_to_start_with_a_weak_secret_so_forged_tokens_meet_no_server(
+    tokens: Tokens, weak: str, reason: str
+) -> None:
+    with LiveServer(**PRODUCTION, BETTER_AUTH_SECRET=weak) as server:
+        server.start()
+        status = server.wait()
+        stderr = server.stderr
+        forged = tokens.hs256("alice", secret=weak, iss="https://auth.example.com", aud="https://auth.example.com")
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{server.url}/api/me", headers={"Authorization": f"Bearer {forged}"}, timeout=5)
+
+    assert status == 1
+    assert stderr == (
+        "error CONFIG_INVALID: 1 setting invalid:\n"
+        f"  - BETTER_AUTH_SECRET {reason}, which production refuses: whoever guesses it can sign a token for any "
+        "user: generate one with `openssl rand -base64 32` and use it on both sides\n"
+    )
+    assert_nothing_leaked(stderr, weak, PASSWORD)
+
+
+def test_development_warns_about_a_weak_secret_in_the_log_and_in_env_check(
+    database_url: str, jwks: JWKSServer, tmp_path: Path
+) -> None:
+    warning = (
+        "SECRET_WEAK: BETTER_AUTH_SECRET is a placeholder or a published example value: accepted in development, "
+        "refused in production; generate one with `openssl rand -base64 32` and use it on both sides"
+    )
+    weak = "your-better-auth-secret-goes-here"
+    with ready_server(database_url, jwks, BETTER_AUTH_SECRET=weak) as server:
+        assert server.stop() == 0
+        log = server.stderr
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"BETTER_AUTH_SECRET={weak}\nDATABASE_URL=sqlite:///{tmp_path / 'x.sqlite3'}\n")
+    report = inv("env-check", "--json", env=inv_env(TODO_ENV_FILE=str(env_file), PORT=str(free_port())))
+
+    assert log.count(f"WARNING backend.app [-] {warning}\n") == 1, log
+    found = [r for r in json.loads(report.stdout)["results"] if r["code"] == "SECRET_WEAK"]
+    assert found == [
+        {
+            "check": "settings",
+            "status": "warn",
+            "code": "SECRET_WEAK",
+            "message": "BETTER_AUTH_SECRET is a placeholder or a published example value: accepted in development, "
+            "refused in production",
+            "fix": "generate one with `openssl rand -base64 32` and use it on both sides",
+        }
+    ]
+    assert_nothing_leaked(log + report.stdout, weak, weak[:12])
