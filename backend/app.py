@@ -21,6 +21,7 @@ from starlette.middleware import Middleware
 
 from backend import openapi
 from backend.auth import TokenVerifier
+from backend.bodydeadline import BodyDeadline
 from backend.database import Database
 from backend.endpoints import dev, health, me, tasks
 from backend.errors import (
@@ -72,8 +73,8 @@ def create_app(
             *openapi.routes,
             *([] if settings.is_production else dev.routes),
         ],
-        # Innermost, so its 503 for a request cut at shutdown gets the usual headers.
-        middleware=[*middleware(settings), Middleware(AnswerCutRequests)],
+        # AnswerCutRequests innermost, so its 503 for a request cut at shutdown gets the usual headers.
+        middleware=[*middleware(settings), Middleware(BodyDeadline), Middleware(AnswerCutRequests)],
         exception_handlers={
             ApiError: handle_api_error,
             HTTPException: handle_http_exception,

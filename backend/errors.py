@@ -10,6 +10,7 @@
         ├── UnauthorizedError        401 TOKEN_MISSING / TOKEN_INVALID / TOKEN_EXPIRED
         ├── ForbiddenError           403 USER_MISMATCH
         ├── NotFoundError            404 TASK_NOT_FOUND / NOT_FOUND
+        ├── RequestTimeoutError      408 BODY_TIMEOUT
         ├── PayloadTooLargeError     413 BODY_TOO_LARGE
         ├── UnsupportedMediaTypeError 415 UNSUPPORTED_MEDIA_TYPE
         ├── ValidationFailedError    422 VALIDATION_FAILED
@@ -149,6 +150,17 @@ class ForbiddenError(ApiError):
 class NotFoundError(ApiError):
     status = 404
     code = "NOT_FOUND"
+
+
+class RequestTimeoutError(ApiError):
+    status = 408
+    code = "BODY_TIMEOUT"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"The request body did not arrive within {seconds:g} seconds;"
+            " send the whole body without pausing (a task is a few hundred bytes)"
+        )
 
 
 class PayloadTooLargeError(ApiError):

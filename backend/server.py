@@ -7,7 +7,8 @@ escape as a raw OSError). Hypercorn is handed these sockets as they are, not
 as `fd://` binds: on those it sets SO_REUSEADDR, which on Windows would meet
 the SO_EXCLUSIVEADDRUSE of our bind (the two options exclude each other).
 Every Config attribute is set explicitly: `Config.from_mapping` silently
-ignores misspelt keys.
+ignores misspelt keys. Every connection is HTTP/1.1 (backend/http1.py):
+HTTP/2 belongs behind a TLS-terminating proxy.
 
 With WORKERS > 1 the parent process first serves the app itself, on
 duplicates of the same sockets, until its startup has connected and migrated:
@@ -42,6 +43,7 @@ from starlette.applications import Starlette
 from backend.app import create_app
 from backend.diagnostics.ports import HIGHEST_PORT, NoFreePortError, ipv6_available, open_listener, port_holders
 from backend.errors import AppError, PortInUseError, SettingsError
+from backend.http1 import serve_http1_only
 from backend.logs import configure_logging
 from backend.settings import LOOPBACK_HOSTS, Settings, is_loopback_host, load_settings
 
@@ -113,6 +115,13 @@ def _hint_for_newcomers(settings: Settings, sockets: list[socket.socket]) -> Non
 
 
 def _serve_sockets(settings: Settings, sockets: list[socket.socket], *, reload: bool = False) -> int:
+    try:
+        serve_http1_only()
+    except AppError as error:
+        for sock in sockets:
+            sock.close()
+        report(error)
+        return 1
     if settings.workers > 1 or reload:
         return _serve_workers(settings, sockets, reload=reload)
     return _run(_serve(settings, sockets))
@@ -208,7 +217,8 @@ def hypercorn_config(settings: Settings, sockets: list[socket.socket]) -> Config
     config.include_server_header = False
     config.graceful_timeout = settings.graceful_timeout
     config.backlog = 1024
-    # A client that stalls mid-request would otherwise hold its connection forever.
+    # A client that stalls mid-request would otherwise hold its connection forever. It restarts
+    # with each byte read: the body as a whole has its own deadline (backend/bodydeadline.py).
     config.read_timeout = 10
     # Better Auth copies the user record into its token (up to 16 KiB, see
     # backend/auth.py); h11's default 16 KiB head limit would leave no room for cookies.
@@ -300,6 +310,7 @@ def worker_app() -> Starlette:
     """The app of one worker process (spawned: logging is configured afresh)."""
     settings = load_settings()
     configure_logging(settings.log_level)
+    serve_http1_only()  # the parent checked it before starting this worker
     return create_app(settings)
 
 

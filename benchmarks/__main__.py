@@ -1,24 +1,32 @@
-"""`python -m benchmarks [OPTIONS]` runs the benchmark (`--help`);
-`python -m benchmarks profile SCENARIO` profiles ours under load with py-spy;
-`python -m benchmarks sqlcost` times one list query through each database layer;
-`python -m benchmarks cost SCENARIO` measures our app's CPU per request, no HTTP;
-`python -m benchmarks tail SCENARIO` shows where slow requests wait (benchmarks/tail.py).
+"""`python -m benchmarks [OPTIONS]` runs the benchmark (`--help`); `python -m benchmarks TOOL ...` runs a tool:
+
+- `profile SCENARIO`: py-spy on ours under load, the time per request by part (benchmarks/profile.py);
+- `cost SCENARIO`: our app's CPU per request, no HTTP (benchmarks/cost.py);
+- `pieces`: each piece of a request timed alone (benchmarks/pieces.py);
+- `levers SCENARIO`: ours with and without issue 17's levers under load (benchmarks/leverload.py);
+- `startup`: `inv run` to the first /health, by import (benchmarks/startup.py);
+- `sqlcost`: one list query through each database layer (benchmarks/sqlcost.py);
+- `tail SCENARIO`: where slow requests wait (benchmarks/tail.py).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 
-from benchmarks import bench, cost, profile, sqlcost, tail
+from benchmarks import bench, cost, leverload, pieces, profile, sqlcost, startup, tail
+
+TOOLS: dict[str, Callable[[Sequence[str]], int]] = {
+    "profile": profile.main,
+    "cost": cost.main,
+    "pieces": pieces.main,
+    "levers": leverload.main,
+    "startup": startup.main,
+    "sqlcost": sqlcost.main,
+    "tail": tail.main,
+}
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if args[:1] == ["profile"]:
-        sys.exit(profile.main(args[1:]))
-    if args[:1] == ["cost"]:
-        sys.exit(cost.main(args[1:]))
-    if args[:1] == ["sqlcost"]:
-        sys.exit(sqlcost.main(args[1:]))
-    if args[:1] == ["tail"]:
-        sys.exit(tail.main(args[1:]))
-    sys.exit(bench.main(args))
+    tool = TOOLS.get(args[0]) if args else None
+    sys.exit(tool(args[1:]) if tool else bench.main(args))

@@ -6,6 +6,12 @@ same connections; servers alternate run by run (ours, peer, ceiling, ours, ...)
 so drift on a busy machine hits all of them. Medians of the runs are printed
 and written to benchmarks/results/latest.md with the machine and versions.
 
+Tokens (`--tokens`, benchmarks/tokens.py): first a pass with EdDSA tokens that
+ours and the peer verify against the bench's own JWKS endpoint (what Better
+Auth users send), then a pass with HS256 tokens and the shared secret; each
+pass starts ours and the peer afresh for it. The ceilings and `/health` need
+no token and run in the first pass only.
+
 Durations come from the options, else BENCH_DURATION, BENCH_RUNS,
 BENCH_WARMUP and BENCH_CONNECTIONS; `--quick` is a smoke run under a minute.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -26,11 +33,10 @@ from pathlib import Path
 
 import psutil
 
-from backend.devtokens import mint_token
-from backend.settings import Secret, Settings
 from benchmarks import postgres, report, servers, wrk
 from benchmarks.report import Summary
 from benchmarks.servers import Server
+from benchmarks.tokens import KINDS, TITLES, Kind, Provider
 from tests.support.live import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -43,7 +49,9 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     "health": ("ours", "peer", "ceiling", "ceiling-uvicorn"),
 }
 PACKAGES = ("starlette", "hypercorn", "databases", "asyncpg", "sqlalchemy", "msgspec", "joserfc", "uvloop")
-PEER_PACKAGES = ("fastapi", "sqlmodel", "pydantic", "pyjwt", "uvicorn", "httptools")
+PEER_PACKAGES = ("fastapi", "sqlmodel", "pydantic", "pyjwt", "cryptography", "uvicorn", "httptools")
+CEILINGS = ("ceiling", "ceiling-uvicorn")
+Results = dict[tuple[Kind, str, str], list[wrk.Result]]
 
 
 def options(argv: Sequence[str]) -> argparse.Namespace:
@@ -54,7 +62,14 @@ def options(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=int(env("BENCH_WARMUP", "3")), help="warm-up seconds")
     parser.add_argument("--connections", type=int, default=int(env("BENCH_CONNECTIONS", "64")))
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
-    parser.add_argument("--quick", action="store_true", help="smoke run, under a minute: 1 run of 1 s, 1 s warm-up")
+    parser.add_argument(
+        "--tokens",
+        choices=[*KINDS, "both"],
+        default=env("BENCH_TOKENS", "both"),
+        help="eddsa: Better Auth's, from the bench's JWKS endpoint; hs256: the shared secret; both (default)",
+    )
+    parser.add_argument("--note", default="", help="a line for the report, e.g. what else ran on the machine")
+    parser.add_argument("--quick", action="store_true", help="smoke run, about a minute: 1 run of 1 s, no warm-up")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.md", help="the markdown report")
     parsed = parser.parse_args(argv)
     if parsed.quick:
@@ -70,15 +85,16 @@ def main(argv: Sequence[str]) -> int:
     started = datetime.now(UTC)
     load_before = os.getloadavg()
     scenarios = [name for name in opts.scenarios.split(",") if name in SCENARIOS]
-    with postgres.BenchPostgres() as pg:
+    kinds: tuple[Kind, ...] = KINDS if opts.tokens == "both" else (opts.tokens,)
+    with postgres.BenchPostgres() as pg, Provider() as provider:
         urls = {"ours": pg.create("ours"), "peer": pg.create("peer")}
-        token = alice_token()
-        results, rss = _compare(opts, scenarios, urls, token)
-        extras = _extras(opts, urls["ours"], token, rss)
+        results, rss = _compare(opts, scenarios, kinds, urls, provider)
+        extras = _extras(opts, urls["ours"], provider, kinds[0], rss)
         pg_where, pg_version = pg.where, pg.server_version()
-    summaries = {key: Summary.of(*key, runs) for key, runs in results.items()}
+    summaries = {kind: _summaries(results, kind) for kind in kinds}
     database = f"PostgreSQL {pg_version}, {pg_where}"
-    text = _markdown(opts, summaries, extras, started=started, load_before=load_before, database=database)
+    header = _header(opts, argv, started=started, load_before=load_before, database=database)
+    text = header + _sections(summaries) + _also_measured(extras)
     print(text)
     opts.output.parent.mkdir(parents=True, exist_ok=True)
     opts.output.write_text(text)
@@ -86,36 +102,63 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-def alice_token() -> str:
-    """A token for alice that every server accepts, valid for the whole run."""
-    settings = Settings(secret=Secret(servers.SECRET), jwt_issuer=servers.AUTH_URL, jwt_audience=servers.AUTH_URL)
-    return mint_token(settings, "alice", ttl_seconds=6 * 3600)
+def _summaries(results: Results, kind: Kind) -> dict[tuple[str, str], Summary]:
+    found = {(scenario, name): runs for (pass_kind, scenario, name), runs in results.items() if pass_kind == kind}
+    return {key: Summary.of(*key, runs) for key, runs in found.items()}
 
 
 def _compare(
-    opts: argparse.Namespace, scenarios: list[str], urls: dict[str, str], token: str
-) -> tuple[dict[tuple[str, str], list[wrk.Result]], dict[str, float]]:
-    running = {
-        "ours": servers.ours(urls["ours"]),
-        "peer": servers.peer(urls["peer"]),
-        "ceiling": servers.ceiling(),
-        "ceiling-uvicorn": servers.ceiling_on_uvicorn(),
-    }
-    results: dict[tuple[str, str], list[wrk.Result]] = {}
+    opts: argparse.Namespace, scenarios: list[str], kinds: tuple[Kind, ...], urls: dict[str, str], provider: Provider
+) -> tuple[Results, list[str]]:
+    """A pass per token kind; the ceilings run beside the first one. The RSS lines after the load."""
+    ceilings = {"ceiling": servers.ceiling(), "ceiling-uvicorn": servers.ceiling_on_uvicorn()}
+    results: Results = {}
+    rss: list[str] = []
+    try:
+        for server in ceilings.values():
+            server.start()
+        for index, kind in enumerate(kinds):
+            shared = ceilings if index == 0 else {}
+            results.update(_pass(opts, kind, scenarios, urls=urls, provider=provider, ceilings=shared, rss=rss))
+        rss.append(_rss_line(ceilings))
+    finally:
+        for server in ceilings.values():
+            server.stop()
+    return results, rss
+
+
+def _pass(
+    opts: argparse.Namespace,
+    kind: Kind,
+    scenarios: list[str],
+    *,
+    urls: dict[str, str],
+    provider: Provider,
+    ceilings: dict[str, Server],
+    rss: list[str],
+) -> Results:
+    """Each scenario with `kind` tokens: ours and the peer started for it; tokenless ones only beside the ceilings."""
+    running = {"ours": servers.ours(urls["ours"], provider), "peer": servers.peer(urls["peer"], provider, kind)}
+    token = provider.token(kind)
+    results: Results = {}
+    print(f"== {TITLES[kind]}", flush=True)
     try:
         for server in running.values():
             server.start()
+        running.update(ceilings)
         for scenario in scenarios:
+            names = [name for name in SCENARIOS[scenario] if name in running]
+            if not ceilings and scenario == "health":
+                continue
             ids = {name: postgres.reseed(url)["alice"] for name, url in urls.items()}
-            names = SCENARIOS[scenario]
             args = {name: [token, "alice", ",".join(map(str, ids.get(name, range(1, 101))))] for name in names}
             runs = alternate(opts, scenario, {name: running[name] for name in names}, args)
-            results.update({(scenario, name): runs[name] for name in names})
-        rss = {name: server.rss_mib() for name, server in running.items()}
+            results.update({(kind, scenario, name): runs[name] for name in names})
+        rss.append(f"{kind}: {_rss_line({name: running[name] for name in ('ours', 'peer')})}")
     finally:
-        for server in running.values():
-            server.stop()
-    return results, rss
+        for name in ("ours", "peer"):
+            running[name].stop()
+    return results
 
 
 def alternate(
@@ -146,57 +189,61 @@ def _progress(scenario: str, name: str, attempt: int, result: wrk.Result) -> Non
     )
 
 
-def _extras(opts: argparse.Namespace, url: str, token: str, rss: dict[str, float]) -> list[str]:
+def _extras(opts: argparse.Namespace, url: str, provider: Provider, kind: Kind, rss: list[str]) -> list[str]:
     """Startup time, env-check time, memory after load, WORKERS=2 throughput."""
-    lines = [f"- Resident memory after the load: {_rss_line(rss)}."]
-    startup = [_inv_run_to_health(url) for _ in range(opts.runs)]
+    lines = [f"- Resident memory after the load: {'; '.join(rss)}."]
+    bytecode = "with" if servers.has_bytecode() else "without"
+    _inv_run_to_health(url, provider)  # not counted: fills the file cache
+    startup = [_inv_run_to_health(url, provider) for _ in range(opts.runs)]
     lines.append(
-        f"- `inv run` to the first `/health` 200: median {statistics.median(startup):.2f} s of {len(startup)} starts."
+        f"- `inv run` to the first `/health` 200: median {statistics.median(startup):.2f} s of {len(startup)} starts"
+        f" ({', '.join(f'{took:.2f}' for took in startup)}; {bytecode} backend/'s bytecode; target <= 0.35 s)."
     )
-    lines.append(f"- `inv env-check` wall time: {_env_check_time(url)}.")
+    lines.append(f"- `inv env-check` wall time: {_env_check_time(url, provider)}.")
     postgres.reseed(url)
-    two = servers.ours(url, workers=2)
+    two = servers.ours(url, provider, workers=2)
     try:
         two.start()
-        args = [token, "alice", ""]
+        args = [provider.token(kind), "alice", ""]
         _warm_up(opts, two.url, "list", args)
         runs = [wrk.run(two.url, "list", opts.duration, opts.connections, args) for _ in range(opts.runs)]
         summary = Summary.of("list", "ours WORKERS=2", runs)
         lines.append(
-            f"- WORKERS=2, list: {summary.rps:,.0f} req/s, p99 {summary.p99_ms:.1f} ms, "
+            f"- WORKERS=2, list ({kind} tokens): {summary.rps:,.0f} req/s, p99 {summary.p99_ms:.1f} ms, "
             f"{summary.non_2xx} non-2xx, RSS {two.rss_mib():.0f} MiB (parent + workers); "
             "on 2 cores wrk and PostgreSQL share them with the workers."
         )
     finally:
         two.stop()
+    lines.append(f"- The bench's JWKS endpoint answered {provider.jwks_requests} GETs over the whole run.")
     return lines
 
 
-def _rss_line(rss: dict[str, float]) -> str:
-    return ", ".join(f"{name} {mib:.0f} MiB" for name, mib in rss.items())
+def _rss_line(running: dict[str, Server]) -> str:
+    return ", ".join(f"{name} {server.rss_mib():.0f} MiB" for name, server in running.items())
 
 
 def _inv(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "inv"), *args]
 
 
-def _inv_run_to_health(url: str) -> float:
-    server = Server("inv run", _inv("run"), servers.our_env(url))
+def _inv_run_to_health(url: str, provider: Provider) -> float:
+    server = Server("inv run", _inv("run"), servers.our_env(url, provider))
     try:
         return server.start()
     finally:
         server.stop()
 
 
-def _env_check_time(url: str) -> str:
+def _env_check_time(url: str, provider: Provider) -> str:
     listing = subprocess.run(_inv("--list"), capture_output=True, text=True, check=False, cwd=servers.ROOT)
     if "env-check" not in listing.stdout:
         return "not measured: this checkout has no `inv env-check` task yet"
-    env = {**os.environ, **servers.our_env(url), "PORT": str(free_port())}
+    env = {**os.environ, **servers.our_env(url, provider), "PORT": str(free_port())}
     took, status = _timed(
         lambda: subprocess.run(_inv("env-check"), env=env, cwd=servers.ROOT, capture_output=True, check=False)
     )
-    return f"{took:.2f} s (exit status {status}; its JWKS check warns here: no Better Auth server runs)"
+    return f"{took:.2f} s (exit status {status}; its JWKS check reads the bench's endpoint)"
 
 
 def _timed(call: Callable[[], subprocess.CompletedProcess[bytes]]) -> tuple[float, int]:
@@ -205,10 +252,9 @@ def _timed(call: Callable[[], subprocess.CompletedProcess[bytes]]) -> tuple[floa
     return time.perf_counter() - began, completed.returncode
 
 
-def _markdown(
+def _header(
     opts: argparse.Namespace,
-    summaries: dict[tuple[str, str], Summary],
-    extras: list[str],
+    argv: Sequence[str],
     *,
     started: datetime,
     load_before: tuple[float, float, float],
@@ -217,25 +263,59 @@ def _markdown(
     cpu = _cpu_model()
     versions = ", ".join(f"{name} {version(name)}" for name in PACKAGES)
     peer_versions = ", ".join(f"{name} {version(name)}" for name in PEER_PACKAGES)
+    shown = _without_note(argv)
+    command = " ".join(["nox -s bench", *(["--", shlex.join(shown)] if shown else [])])
+    note = f"\n**{opts.note}**\n" if opts.note else ""
     return f"""# Benchmark results
 
-Run {started:%Y-%m-%d %H:%M} UTC with `nox -s bench` ({opts.connections} connections, {opts.warmup} s warm-up,
+Run {started:%Y-%m-%d %H:%M} UTC with `{command}` ({opts.connections} connections, {opts.warmup} s warm-up,
 {opts.runs} runs of {opts.duration} s per server, servers alternating run by run; medians).
-
+{note}
 - Machine: {cpu}, {psutil.cpu_count()} logical CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB,
   {platform.platform()}; load average before the run {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}.
 - Python {platform.python_version()}; {wrk.version()}; {database}.
 - Ours: {versions}.
 - Peer: {peer_versions}.
+- Tokens: the JWKS endpoint is the bench's own (benchmarks/tokens.py), shaped like Better Auth's: one Ed25519
+  key with a `kid`, no `alg`, no `use`, no cache headers; tokens with header `{{alg, kid}}` (no `typ`) and
+  Better Auth's claims. Ours reads it in JWKS mode (BETTER_AUTH_URL at the endpoint, the shared secret set
+  too); the peer with PyJWT's `PyJWKClient`. The HS256 pass signs the same claims with the shared secret.
+"""
 
-## Throughput and latency
 
-{report.table(summaries.values())}
+def _without_note(argv: Sequence[str]) -> list[str]:
+    """The arguments as typed, but the note (the report prints it on its own)."""
+    shown: list[str] = []
+    skip = False
+    for arg in argv:
+        if not skip and arg != "--note" and not arg.startswith("--note="):
+            shown.append(arg)
+        skip = arg == "--note"
+    return shown
 
-## Ratios and targets
 
-{report.ratios(summaries)}
+def _sections(summaries: dict[Kind, dict[tuple[str, str], Summary]]) -> str:
+    """A table of numbers and one of ratios per token kind; the ceilings come from the first pass."""
+    ceilings = next(iter(summaries.values()), {})
+    parts = []
+    for kind, found in summaries.items():
+        ratios = report.ratios(
+            found, ceilings=ceilings, targets=report.TARGETS[kind], ceiling_targets=report.CEILING_TARGETS[kind]
+        )
+        parts.append(
+            f"""
+## {TITLES[kind]}
 
+{report.table(found.values())}
+
+{ratios}
+"""
+        )
+    return "".join(parts)
+
+
+def _also_measured(extras: list[str]) -> str:
+    return f"""
 ## Also measured
 
 {chr(10).join(extras)}

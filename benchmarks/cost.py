@@ -1,31 +1,35 @@
 """CPU per request inside our app, with no HTTP server and no concurrency.
 
-    python -m benchmarks cost list [--requests 2000] [--profile]
+    python -m benchmarks cost list [--requests 2000] [--profile] [--tokens eddsa|hs256] [--levers token-cache]
+    python -m benchmarks cost list --compare [--levers token-cache,request-id]
 
 Calls the ASGI app directly, one request after another, against the
 benchmark's PostgreSQL, and reports the process's CPU time per request.
 Less sensitive to a busy machine than the load test (other processes take
 wall time, not our CPU time), so it shows what a change to our code saves.
-`--profile` prints cProfile's top functions as well.
+`--profile` prints cProfile's top functions as well; `--levers` applies
+benchmarks/levers.py's prototypes first. `--compare` times ours without the
+levers, with each and with all of them, in turns batch by batch (the lowest
+CPU time of 7 batches each), so a busy moment hits every variant alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import pstats
 import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
 
 from backend.app import create_app
-from backend.settings import Secret, Settings
-from benchmarks import postgres, servers
-from benchmarks.bench import alice_token
+from benchmarks import levers, postgres
+from benchmarks.tokens import KINDS, Provider
 
 _CREATE_BODY = b'{"title": "Benchmark task", "description": "Created by the cost probe"}'
 
@@ -35,30 +39,62 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("scenario", choices=["list", "create", "get", "toggle", "health"])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--tokens", choices=KINDS, default="eddsa")
+    parser.add_argument("--levers", default="", help="comma-separated, from: " + ", ".join(levers.LEVERS))
+    parser.add_argument("--compare", action="store_true", help="ours without, with each and with all the levers")
     opts = parser.parse_args(argv)
-    with postgres.BenchPostgres() as pg:
+    if opts.compare:
+        opts.levers = opts.levers or ",".join(levers.LEVERS)
+    else:
+        levers.apply(opts.levers)
+    with postgres.BenchPostgres() as pg, Provider() as provider:
         url = pg.create("cost")
         task_id = postgres.reseed(url)["alice"][0]
-        asyncio.run(_measure(url, opts.scenario, task_id, opts.requests, opts.profile))
+        app = create_app(provider.settings(url))
+        request = _request(app, opts.scenario, task_id, provider.token(opts.tokens))
+        asyncio.run(_compare(app, request, opts) if opts.compare else _measure(app, request, opts))
+    print(f"({opts.tokens} tokens, levers: {opts.levers or 'none'})")
     return 0
 
 
-async def _measure(url: str, scenario: str, task_id: int, count: int, profile: bool) -> None:
-    settings = Settings(
-        database_url=url,
-        secret=Secret(servers.SECRET),
-        jwt_issuer=servers.AUTH_URL,
-        jwt_audience=servers.AUTH_URL,
-        db_connect_retry_seconds=0,
-    )
-    app = create_app(settings)
+async def _compare(app: Starlette, request: Callable[[], Awaitable[int]], opts: argparse.Namespace) -> None:
+    chosen = opts.levers.split(",")
+    variants = {"ours": "", **{f"+ {name}": name for name in chosen}}
+    if len(chosen) > 1:
+        variants["+ all"] = opts.levers
+    count = max(opts.requests // 4, 1)
+    best = dict.fromkeys(variants, float("inf"))
+    async with _started(app):
+        for _ in range(7):
+            for name, names in variants.items():
+                undo = levers.apply(names)
+                try:
+                    for _ in range(20):  # a lever's first requests fill its caches
+                        await request()
+                    began = time.process_time()
+                    for _ in range(count):
+                        await request()
+                    best[name] = min(best[name], (time.process_time() - began) / count * 1e6)
+                finally:
+                    undo()
+    for name, cpu_us in best.items():
+        print(f"{opts.scenario} {name:<16} {cpu_us:6.0f} us CPU per request ({cpu_us - best['ours']:+.0f})")
+
+
+@contextlib.asynccontextmanager
+async def _started(app: Starlette) -> AsyncIterator[None]:
     async with app.router.lifespan_context(app):
         while not app.state.ready:  # noqa: ASYNC110 - the app exposes a flag, not an event
             await asyncio.sleep(0.01)
-        request = _request(app, scenario, task_id)
+        yield
+
+
+async def _measure(app: Starlette, request: Callable[[], Awaitable[int]], opts: argparse.Namespace) -> None:
+    count = opts.requests
+    async with _started(app):
         for _ in range(200):
             await request()
-        profiler = cProfile.Profile() if profile else None
+        profiler = cProfile.Profile() if opts.profile else None
         if profiler:
             profiler.enable()
         rounds = []
@@ -71,11 +107,11 @@ async def _measure(url: str, scenario: str, task_id: int, count: int, profile: b
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
     cpu_us, wall_us = sorted(rounds)[1]
-    print(f"{scenario}: {cpu_us:.0f} us CPU, {wall_us:.0f} us wall per request (median of 3 x {count})")
+    print(f"{opts.scenario}: {cpu_us:.0f} us CPU, {wall_us:.0f} us wall per request (median of 3 x {count})")
 
 
-def _request(app: Starlette, scenario: str, task_id: int) -> Callable[[], Awaitable[int]]:
-    auth = [(b"authorization", f"Bearer {alice_token()}".encode())]
+def _request(app: Starlette, scenario: str, task_id: int, token: str) -> Callable[[], Awaitable[int]]:
+    auth = [(b"authorization", f"Bearer {token}".encode())]
     json = [(b"content-type", b"application/json")]
     calls = {
         "list": ("GET", "/api/alice/tasks", b"limit=20", auth, b""),

@@ -20,11 +20,15 @@ import httpx
 import psutil
 
 from backend.settings import SETTING_NAMES
+from benchmarks.tokens import Kind, Provider
 from tests.support.live import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET = "benchmark-shared-secret-" + "b" * 40
-AUTH_URL = "http://localhost:3000"
+
+
+def has_bytecode() -> bool:
+    """Whether backend/ has compiled bytecode: `inv run` never writes it (invoke turns writing off)."""
+    return any((ROOT / "backend" / "__pycache__").glob("server.*.pyc"))
 
 
 class Server:
@@ -46,7 +50,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> float:
+    def start(self, timeout: float = 60.0) -> float:
         """Start, wait for `ready_path` to answer 200; the seconds that took."""
         began = time.perf_counter()
         argv = [arg.replace("{port}", str(self.port)) for arg in self.command]
@@ -104,21 +108,20 @@ def wait_for_200(
             time.sleep(0.01)
 
 
-def our_env(database_url: str, workers: int = 1) -> dict[str, str]:
+def our_env(database_url: str, provider: Provider, workers: int = 1) -> dict[str, str]:
     """Every setting explicit (a developer's `.env` must not leak in); empty means the default."""
     return {
         **dict.fromkeys(SETTING_NAMES, ""),
         "DATABASE_URL": database_url,
-        "BETTER_AUTH_URL": AUTH_URL,
-        "BETTER_AUTH_SECRET": SECRET,
+        **provider.our_env(),
         "HOST": "127.0.0.1",
         "WORKERS": str(workers),
         "APP_ENV": "development",
     }
 
 
-def ours(database_url: str, workers: int = 1) -> Server:
-    env = our_env(database_url, workers)
+def ours(database_url: str, provider: Provider, workers: int = 1) -> Server:
+    env = our_env(database_url, provider, workers)
     return Server("ours", [sys.executable, "-m", "backend"], env, ready_path="/ready", workers=workers)
 
 
@@ -131,12 +134,11 @@ def ceiling_on_uvicorn() -> Server:
     return Server("ceiling-uvicorn", _uvicorn("benchmarks.ceiling:app"), {})
 
 
-def peer(database_url: str) -> Server:
+def peer(database_url: str, provider: Provider, kind: Kind) -> Server:
+    """The peer verifying `kind` tokens (it reads one mode from its environment, as such apps do)."""
     env = {
         "DATABASE_URL": database_url.replace("postgresql://", "postgresql+asyncpg://", 1),
-        "BETTER_AUTH_SECRET": SECRET,
-        "JWT_ISSUER": AUTH_URL,
-        "JWT_AUDIENCE": AUTH_URL,
+        **provider.peer_env(kind),
         "DB_POOL_SIZE": "10",
     }
     return Server("peer", _uvicorn("benchmarks.peers.fastapi_sqlmodel:app"), env)

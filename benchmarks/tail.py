@@ -1,6 +1,6 @@
 """Where the slow requests wait: ours with and without the line in front of the pool, and the peer.
 
-    nox -s bench -- tail list [--duration 5 --runs 3] [--line-sizes 10,20]
+    nox -s bench -- tail list [--duration 5 --runs 3] [--line-sizes 10,20] [--tokens eddsa|hs256]
 
 Runs `python -m benchmarks.probe` twice (with the line, and `--without-line`,
 which sends requests straight to asyncpg's pool; `--line-sizes` adds ours
@@ -21,8 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import postgres, servers, wrk
-from benchmarks.bench import alice_token, alternate
+from benchmarks.bench import alternate
 from benchmarks.servers import Server
+from benchmarks.tokens import KINDS, Provider
 
 VARIANTS: dict[str, tuple[str, ...]] = {"ours": (), "ours without line": ("--without-line",)}
 
@@ -35,19 +36,20 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--line-sizes", default="", help="also ours with the line this wide, e.g. 10,20")
+    parser.add_argument("--tokens", choices=KINDS, default="eddsa")
     opts = parser.parse_args(argv)
     variants = dict(VARIANTS)
     variants.update({f"ours line {n}": ("--line-size", n) for n in opts.line_sizes.split(",") if n})
     probes = Path(tempfile.mkdtemp(prefix="bench-tail-"))
-    with postgres.BenchPostgres() as pg:
+    with postgres.BenchPostgres() as pg, Provider() as provider:
         urls = {"ours": pg.create("ours"), "peer": pg.create("peer")}
         running = {
-            name: _probed(urls["ours"], flags, probes / f"{index}.json")
+            name: _probed(urls["ours"], provider, flags, probes / f"{index}.json")
             for index, (name, flags) in enumerate(variants.items())
         }
         if opts.scenario in ("list", "create"):
-            running["peer"] = servers.peer(urls["peer"])
-        results = _load(opts, running, urls)
+            running["peer"] = servers.peer(urls["peer"], provider, opts.tokens)
+        results = _load(opts, running, urls, provider.token(opts.tokens))
     print(_wrk_table(results))
     for index, name in enumerate(variants):
         print(f"\n{name}, per request (ms):\n")
@@ -55,17 +57,18 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-def _probed(url: str, flags: tuple[str, ...], out: Path) -> Server:
-    env = {**servers.our_env(url), "PROBE_OUT": str(out)}
+def _probed(url: str, provider: Provider, flags: tuple[str, ...], out: Path) -> Server:
+    env = {**servers.our_env(url, provider), "PROBE_OUT": str(out)}
     return Server("ours", [sys.executable, "-m", "benchmarks.probe", *flags], env, ready_path="/ready")
 
 
-def _load(opts: argparse.Namespace, running: dict[str, Server], urls: dict[str, str]) -> dict[str, list[wrk.Result]]:
+def _load(
+    opts: argparse.Namespace, running: dict[str, Server], urls: dict[str, str], token: str
+) -> dict[str, list[wrk.Result]]:
     try:
         for server in running.values():
             server.start()
         ids = {name: postgres.reseed(url)["alice"] for name, url in urls.items()}
-        token = alice_token()
         args = {
             name: [token, "alice", ",".join(map(str, ids["peer" if name == "peer" else "ours"]))] for name in running
         }

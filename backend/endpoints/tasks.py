@@ -16,7 +16,7 @@ from backend.routing import ApiRoute, JSONResponse, Operation
 from backend.schemas import CompletionSet, Task, TaskCreate, TaskListQuery, TaskUpdate
 
 _AUTH = (401, 403, 503)
-_BODY = (400, 413, 415, 422)
+_BODY = (400, 408, 413, 415, 422)
 
 
 async def list_tasks(request: Request) -> Response:

@@ -5,10 +5,13 @@ way the FastAPI and SQLModel tutorials write it: a `Task` table model, pydantic
 bodies, `Depends` for the session and the current user, `HTTPBearer`. It is
 made fair, not slow: the same table and indexes (our migrations create them),
 the same single query with a window count for the list, the same token checks
-(HS256 with the shared secret, `iss`, `aud`, `exp`, `sub`, 30 s leeway), a pool
-as large as ours. Served by uvicorn with uvloop, httptools, no access log:
+(`iss`, `aud`, `exp`, `sub`, 30 s leeway), a pool as large as ours. Tokens:
+with BETTER_AUTH_JWKS_URL set, Better Auth's EdDSA tokens, their key fetched
+with PyJWT's `PyJWKClient` as PyJWT's docs show (the key set cached, refetched
+after 5 minutes or on an unknown kid); otherwise HS256 with
+BETTER_AUTH_SECRET. Served by uvicorn with uvloop, httptools, no access log:
 
-    DATABASE_URL=postgresql+asyncpg://... BETTER_AUTH_SECRET=... \
+    DATABASE_URL=postgresql+asyncpg://... BETTER_AUTH_JWKS_URL=http://.../api/auth/jwks \
         uvicorn benchmarks.peers.fastapi_sqlmodel:app --loop uvloop --http httptools --no-access-log
 """
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, FastAPI, HTTPException, Query, Response
@@ -29,7 +32,8 @@ from sqlmodel import Field as Column
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-SECRET = os.environ["BETTER_AUTH_SECRET"]
+JWKS_URL = os.environ.get("BETTER_AUTH_JWKS_URL", "")
+SECRET = os.environ.get("BETTER_AUTH_SECRET", "")
 ISSUER = os.environ.get("JWT_ISSUER", "http://localhost:3000")
 AUDIENCE = os.environ.get("JWT_AUDIENCE", ISSUER)
 POOL_SIZE = int(os.environ.get("DB_POOL_SIZE", "10"))
@@ -38,6 +42,7 @@ engine = create_async_engine(os.environ["DATABASE_URL"], pool_size=POOL_SIZE, ma
 Session = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 app = FastAPI()
 bearer = HTTPBearer()
+jwks_client = jwt.PyJWKClient(JWKS_URL) if JWKS_URL else None
 
 
 class Task(SQLModel, table=True):
@@ -75,12 +80,19 @@ async def session() -> AsyncIterator[AsyncSession]:
         yield db
 
 
+def verification_key(token: str) -> tuple[Any, list[str]]:
+    if jwks_client is None:
+        return SECRET, ["HS256"]
+    return jwks_client.get_signing_key_from_jwt(token), ["EdDSA"]
+
+
 def current_user(credentials: Annotated[HTTPAuthorizationCredentials, Depends(bearer)]) -> str:
     try:
+        key, algorithms = verification_key(credentials.credentials)
         claims = jwt.decode(
             credentials.credentials,
-            SECRET,
-            algorithms=["HS256"],
+            key,
+            algorithms=algorithms,
             issuer=ISSUER,
             audience=AUDIENCE,
             leeway=30,
