@@ -34,7 +34,7 @@ from backend.errors import (
 )
 from backend.middleware import middleware
 from backend.migrations import LATEST_VERSION, connect_and_migrate
-from backend.settings import Settings, load_settings
+from backend.settings import Settings, load_settings, weak_secret_warning
 from backend.shutdown import AnswerCutRequests, quiet_cancelled_callbacks
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.secret_is_generated:
             logger.info("BETTER_AUTH_SECRET is not set: HS256 tokens from `inv token` use the secret in var/dev-secret")
+        if settings.secret_weakness:
+            logger.warning("SECRET_WEAK: %s", weak_secret_warning(settings.secret_weakness))
         quiet_cancelled_callbacks(asyncio.get_running_loop())
         startup = asyncio.create_task(_start(app, settings, on_fatal, on_ready))
         try:
@@ -81,6 +83,10 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    # Starlette would answer `/api/alice/tasks/` with a 307 to an absolute URL built from the Host
+    # header (`http://evil.example/...`, and always http). A trailing slash is a 404 naming the path
+    # without it instead (backend/errors.py; docs/api.md says why not a relative redirect).
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.db = Database(settings)
     app.state.verifier = TokenVerifier(settings)

@@ -33,6 +33,7 @@ import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from backend.logs import REQUEST_ID
 
@@ -221,7 +222,8 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     extra = {"errors": exc.errors} if exc.errors is not None else None
     level = logging.WARNING if exc.status >= 500 else logging.INFO
-    logger.log(level, "%s %s -> %d %s: %s", request.method, request.url.path, exc.status, exc.code, exc.detail)
+    # The path as routed (request.url.path drops a decoded CR, LF or tab); the log formatter escapes it.
+    logger.log(level, "%s %s -> %d %s: %s", request.method, request.scope["path"], exc.status, exc.code, exc.detail)
     return problem_response(exc.status, exc.code, exc.detail, headers=exc.headers, extra=extra)
 
 
@@ -230,16 +232,29 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     code = _HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
     detail = exc.detail
     if exc.status_code == 404:
-        detail = f"No route matches {request.url.path!r}; see /openapi.json"
+        detail = _not_found_detail(request)
     elif exc.status_code == 405:
         detail = f"{request.method} is not allowed here; allowed: {(exc.headers or {}).get('Allow', '')}"
     return problem_response(exc.status_code, code, detail, headers=exc.headers)
 
 
+def _not_found_detail(request: Request) -> str:
+    path: str = request.scope["path"]
+    without_slash = path.rstrip("/")
+    if without_slash and without_slash != path and _routed(request, without_slash):
+        return f"No route matches {path!r}; without the trailing slash it is {without_slash!r}"
+    return f"No route matches {path!r}; see /openapi.json"
+
+
+def _routed(request: Request, path: str) -> bool:
+    scope = {**request.scope, "path": path}
+    return any(route.matches(scope)[0] != Match.NONE for route in request.app.routes)
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     # This handler runs outside the request-id middleware, so it sets the header itself.
     request_id = REQUEST_ID.get()
-    logger.exception("Unhandled error on %s %s", request.method, request.url.path)
+    logger.exception("Unhandled error on %s %s", request.method, request.scope["path"])
     return problem_response(
         500,
         "INTERNAL_ERROR",

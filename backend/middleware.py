@@ -1,4 +1,4 @@
-"""ASGI middleware: request ids and security headers, then CORS."""
+"""ASGI middleware: request ids and security headers, then CORS (its headers only for allowed origins)."""
 
 from __future__ import annotations
 
@@ -60,6 +60,36 @@ class RequestContextMiddleware:
         await self.app(scope, receive_tracking, send_with_headers)
 
 
+class CorsOnlyForAllowedOrigins:
+    """No `Access-Control-*` header unless the origin was allowed.
+
+    Starlette's CORSMiddleware sends `Access-Control-Allow-Credentials: true`
+    (and its preflight's methods, headers and max age) to any origin, allowed or
+    not, leaving it to the missing `Allow-Origin` to refuse. Browsers do refuse,
+    but an answer that grants credentials to nobody in particular invites a
+    proxy or a future change to pair it with the wrong origin. Wraps the CORS
+    middleware and drops them from an answer that names no allowed origin.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_checked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if "access-control-allow-origin" not in headers:
+                    for name in {key for key in headers if key.startswith("access-control-")}:
+                        del headers[name]
+            await send(message)
+
+        await self.app(scope, receive, send_checked)
+
+
 def _has_body(headers: Headers) -> bool:
     return headers.get("content-length", "0").strip() not in ("", "0") or "transfer-encoding" in headers
 
@@ -67,6 +97,7 @@ def _has_body(headers: Headers) -> bool:
 def middleware(settings: Settings) -> list[Middleware]:
     return [
         Middleware(RequestContextMiddleware),
+        Middleware(CorsOnlyForAllowedOrigins),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),

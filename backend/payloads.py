@@ -22,9 +22,12 @@ from backend.errors import (
     UnsupportedMediaTypeError,
     ValidationFailedError,
 )
+from backend.logs import printable
 from backend.schemas import TITLE_MAX
 
 MAX_BODY_BYTES: Final = 64 * 1024
+_NOT_TEXT: Final = "must be text without NUL characters or lone surrogates"
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 StructT = TypeVar("StructT", bound=msgspec.Struct)
 
@@ -121,6 +124,11 @@ def _convert(document: Any, schema: type[StructT], location: str, *, strict: boo
     except msgspec.ValidationError as error:
         errors = _errors_per_field(document, schema, location, strict=strict)
         raise ValidationFailedError(errors or [_field_error(str(error), location)]) from None
+    except UnicodeEncodeError:
+        # msgspec encodes keys (and strings it must read as another type) to UTF-8; a lone surrogate
+        # ("\ud800", valid in JSON text) cannot be, so `{"\ud800": 1}` must become a 422, not a 500.
+        errors = _errors_per_field(document, schema, location, strict=strict)
+        raise ValidationFailedError(errors or [_error(location, location, _NOT_TEXT)]) from None
 
 
 def _errors_per_field(
@@ -136,23 +144,44 @@ def _errors_per_field(
             if field.required:
                 errors.append(_error(field.name, location, "is required"))
             continue
-        try:
-            value = msgspec.convert(document[field.name], field.type, strict=strict)
-        except msgspec.ValidationError as error:
-            errors.append(_field_error(str(error), location, field.name))
-            continue
-        problem = _text_problem(field.name, value) if isinstance(value, str) else None
-        if problem:
-            errors.append(_error(field.name, location, problem))
+        error = _field_problem(field, document[field.name], location, strict=strict)
+        if error is not None:
+            errors.append(error)
     known = {field.name for field in fields}
     if schema.__struct_config__.forbid_unknown_fields:
         errors += [_unknown_field(key, location) for key in document if key not in known]
     return errors
 
 
+def _field_problem(field: msgspec.structs.FieldInfo, raw: Any, location: str, *, strict: bool) -> dict[str, str] | None:
+    try:
+        value = msgspec.convert(raw, field.type, strict=strict)
+    except msgspec.ValidationError as error:
+        return _field_error(str(error), location, field.name)
+    except UnicodeEncodeError:
+        # A lone surrogate in a string msgspec had to encode: say what else is wrong, if anything.
+        other = _field_problem(field, _without_surrogates(raw), location, strict=strict)
+        return other or _error(field.name, location, _NOT_TEXT)
+    problem = _text_problem(field.name, value) if isinstance(value, str) else None
+    return _error(field.name, location, problem) if problem else None
+
+
+def _without_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(key): _without_surrogates(item) for key, item in value.items()}
+    return value
+
+
 def _unknown_field(name: str, location: str) -> dict[str, str]:
     hint = " (the user comes from the token)" if name == "user_id" else ""
-    return _error(name[:100], location, f"is not a known field{hint}")
+    if not _is_storable(name):
+        hint = " (it holds a lone surrogate, which is not text)"
+    # Escaped: the name goes into the problem's detail and the log line (a "\n" must not start a new line).
+    return _error(printable(name[:100]), location, f"is not a known field{hint}")
 
 
 def _field_error(message: str, location: str, field: str = "") -> dict[str, str]:
@@ -212,7 +241,7 @@ def _text_errors(value: msgspec.Struct, *, location: str = "body") -> list[dict[
 def _text_problem(field: str, text: str) -> str | None:
     """What is wrong with a text value: NUL or lone surrogates, a blank or long title."""
     if "\x00" in text or not _is_storable(text):
-        return "must be text without NUL characters or lone surrogates"
+        return _NOT_TEXT
     if field == "title":
         length = len(text.strip())
         if length == 0:

@@ -23,6 +23,7 @@ from decouple import Config, RepositoryEmpty, RepositoryEnv
 from backend.dburl import mask_url, parse_database_url
 from backend.devsecret import development_secret
 from backend.errors import DatabaseURLError, SettingProblem, SettingsError, quoted
+from backend.secretstrength import weakness
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 # TODO_ENV_FILE names another `.env` to read (tests, a second configuration);
@@ -35,6 +36,7 @@ APP_ENVS: Final = ("development", "production")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 MIN_SECRET_LENGTH: Final = 32
 LOOPBACK_HOSTS: Final = ("127.0.0.1", "::1")
+KEYGEN_FIX: Final = "generate one with `openssl rand -base64 32` and use it on both sides"
 
 Lookup = Callable[[str], str | None]
 
@@ -76,6 +78,7 @@ class Settings:
     jwks_url: str = "http://localhost:3000/api/auth/jwks"
     secret: Secret | None = None
     secret_is_generated: bool = False
+    secret_weakness: str = ""  # why BETTER_AUTH_SECRET is guessable; production refuses it, development warns
     jwt_issuer: str = "http://localhost:3000"
     jwt_audience: str = "http://localhost:3000"
     hosts: tuple[str, ...] = LOOPBACK_HOSTS
@@ -185,7 +188,9 @@ def build_settings(lookup: Lookup, *, create_dev_secret: bool = False) -> Settin
         "db_connect_retry_seconds": reader.seconds("DB_CONNECT_RETRY_SECONDS", 60.0, allow_zero=True),
         "graceful_timeout": reader.seconds("GRACEFUL_TIMEOUT", 10.0),
     }
-    values["secret"] = reader.secret("BETTER_AUTH_SECRET")
+    secret = reader.secret("BETTER_AUTH_SECRET")
+    values["secret"] = secret
+    values["secret_weakness"] = (weakness(secret.reveal()) or "") if secret is not None else ""
     if app_env == "production":
         _check_production(reader, values)
     if reader.problems:
@@ -206,6 +211,12 @@ def _check_production(reader: _Reader, values: Mapping[str, Any]) -> None:
             "is SQLite, which production refuses (one file, one machine, no backups)",
             "set DATABASE_URL to your PostgreSQL URL, e.g. the one Neon shows",
         )
+    if values["secret_weakness"]:
+        reader.fail(
+            "BETTER_AUTH_SECRET",
+            f"{values['secret_weakness']}, which production refuses: whoever guesses it can sign a token for any user",
+            KEYGEN_FIX,
+        )
     for name, key in (("BETTER_AUTH_URL", "better_auth_url"), ("BETTER_AUTH_JWKS_URL", "jwks_url")):
         url = urlsplit(str(values[key]))
         if url.scheme == "http" and not is_loopback_host(url.hostname or ""):
@@ -214,6 +225,11 @@ def _check_production(reader: _Reader, values: Mapping[str, Any]) -> None:
                 f"is plain http to another host ({values[key]}): keys could be swapped in transit",
                 "use the https:// address of your Better Auth server",
             )
+
+
+def weak_secret_warning(weakness: str) -> str:
+    """What development says about a weak BETTER_AUTH_SECRET (production refuses it)."""
+    return f"BETTER_AUTH_SECRET {weakness}: accepted in development, refused in production; {KEYGEN_FIX}"
 
 
 def is_loopback_host(host: str) -> bool:
@@ -311,7 +327,7 @@ class _Reader:
             self.fail(
                 name,
                 f"is {len(value)} characters; at least {MIN_SECRET_LENGTH} are required",
-                "generate one with `openssl rand -base64 32` and use it on both sides",
+                KEYGEN_FIX,
             )
             return None
         return Secret(value)

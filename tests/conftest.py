@@ -31,7 +31,8 @@ from tests.support.live import LiveServer
 
 TEST_DB = os.environ.get("TEST_DB", "sqlite")
 IN_CI = os.environ.get("CI", "").lower() == "true"
-SECRET = "test-shared-secret-" + "s" * 40
+# Random-looking on purpose: production refuses a guessable secret (backend/secretstrength.py).
+SECRET = "test-shared-secret-Vb7Qm2xK9pLz4RwT8nHc3JdY6fGs1EaU0oIk5"
 AUTH_URL = "http://localhost:3000"
 
 

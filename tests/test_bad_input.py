@@ -80,6 +80,54 @@ async def test_lone_surrogate_is_422_not_500(client: httpx.AsyncClient, alice: d
     assert_problem(response, 422, "VALIDATION_FAILED")
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [(b'{"title": "x", "\\ud800": 1}', "\\ud800"), (b'{"completed": true, "a\\udfffb": 1}', "a\\udfffb")],
+    ids=["high", "low-inside-a-key"],
+)
+async def test_lone_surrogate_in_a_key_is_422_naming_it_escaped(
+    client: httpx.AsyncClient, app: Starlette, alice: dict[str, str], method: str, content: bytes, field: str
+) -> None:
+    created = await client.post("/api/alice/tasks", json={"title": "kept"}, headers=alice)
+    task = created.json()["id"]
+    path = {"POST": "/api/alice/tasks", "PUT": f"/api/alice/tasks/{task}", "PATCH": f"/api/alice/tasks/{task}/complete"}
+
+    response = await client.request(method, path[method], content=content, headers={**alice, **JSON})
+
+    problem = assert_problem(response, 422, "VALIDATION_FAILED")
+    unknown = {
+        "field": field,
+        "location": "body",
+        "message": "is not a known field (it holds a lone surrogate, which is not text)",
+    }
+    assert unknown in problem["errors"]
+    assert problem["detail"].startswith(f"{problem['errors'][0]['field']}: ")
+    assert await count_tasks(app) == 1
+    assert (await client.get(f"/api/alice/tasks/{task}", headers=alice)).json()["title"] == "kept"
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (b'{"title": "x", "completed": "\\ud800"}', ("completed", "must be true or false, not a string")),
+        (
+            b'{"title": "x", "description": "\\udc00"}',
+            ("description", "must be text without NUL characters or lone surrogates"),
+        ),
+    ],
+    ids=["where-a-bool-goes", "in-the-description"],
+)
+async def test_lone_surrogate_in_a_value_is_422_naming_the_field(
+    client: httpx.AsyncClient, app: Starlette, alice: dict[str, str], content: bytes, error: tuple[str, str]
+) -> None:
+    response = await post(client, alice, content)
+
+    problem = assert_problem(response, 422, "VALIDATION_FAILED")
+    assert problem["errors"] == [{"field": error[0], "location": "body", "message": error[1]}]
+    assert await count_tasks(app) == 0
+
+
 async def test_body_that_is_not_an_object_is_422(client: httpx.AsyncClient, alice: dict[str, str]) -> None:
     response = await post(client, alice, b'["title"]')
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from backend.diagnostics.envfile import lint_env_file
-from backend.diagnostics.results import Result
+from backend.diagnostics.results import Result, is_secret_name
 from backend.settings import SETTING_NAMES, load_settings
 
 EXAMPLE = "".join(f"{name}=\n" for name in SETTING_NAMES)
@@ -112,12 +112,14 @@ def test_unbalanced_quotes_fail_and_matching_quotes_pass(tmp_path: Path) -> None
         (
             "fail",
             "ENV_UNBALANCED_QUOTES",
-            "line 1: CORS_ORIGINS's value '\"http://localhost:3000' has an unbalanced quote, kept as part of it",
+            "line 1: CORS_ORIGINS's value starts with \" but does not end with it, "
+            "so the quote is kept as part of the value",
         ),
         (
             "fail",
             "ENV_UNBALANCED_QUOTES",
-            "line 2: LOG_LEVEL's value \"debug'\" has an unbalanced quote, kept as part of it",
+            "line 2: LOG_LEVEL's value ends with ' but does not start with it, "
+            "so the quote is kept as part of the value",
         ),
     ]
 
@@ -171,10 +173,11 @@ def test_inline_comment_is_kept_in_the_value(tmp_path: Path) -> None:
         (
             "warn",
             "ENV_INLINE_COMMENT",
-            "line 1: WORKERS's value '2 # two workers' includes a '# comment', "
+            "line 1: WORKERS's value includes a '# comment' (from column 11), "
             "which python-decouple keeps as part of the value",
         )
     ]
+    assert "two workers" not in results[0].message
 
 
 def test_ten_megabyte_value_is_reported(tmp_path: Path) -> None:
@@ -272,4 +275,182 @@ def test_garbage_file_gives_findings_not_a_traceback(tmp_path: Path) -> None:
     assert {result.code for result in results} <= {"ENV_KEY_INVALID", "ENV_LINE_INVALID", "ENV_KEY_UNKNOWN"}
     assert [result.message for result in results if result.code == "ENV_KEY_UNKNOWN"] == [
         "line 8 sets A, which .env.example does not list; the backend ignores it"
+    ]
+
+
+# Nothing typed as a value is printed when a line is malformed (issue 14, item 3).
+
+PASTED = "Zq3xR7mK9vLp2Wd8sT4yB6nH1jF5cE0aG+u/Yo=="  # what `openssl rand -base64 32` prints
+
+
+def assert_not_printed(results: list[Result], *values: str) -> None:
+    text = "\n".join(f"{result.message} {result.fix}" for result in results)
+    for value in values:
+        for piece in (value, value[:8], value[-8:]):
+            assert piece not in text, text
+
+
+@pytest.mark.parametrize("separator", [": ", ":", " ", "\t"], ids=["colon-space", "colon", "space", "tab"])
+def test_secret_written_with_a_colon_or_space_is_named_without_its_value(tmp_path: Path, separator: str) -> None:
+    results = lint(tmp_path, f"PORT=9000\nBETTER_AUTH_SECRET{separator}{PASTED}\n")
+
+    shown = "':'" if separator.startswith(":") else "a space" if separator == " " else "a tab"
+    assert findings(results) == [
+        (
+            "fail",
+            "ENV_KEY_INVALID",
+            f"line 2 is not NAME=value: BETTER_AUTH_SECRET is followed by {shown}, so the line is ignored",
+        )
+    ]
+    assert results[0].fix == "write BETTER_AUTH_SECRET=value, with '=' and no space before it"
+    assert_not_printed(results, PASTED)
+
+
+def test_setting_with_a_colon_and_no_equals_sign_is_named_without_its_value(tmp_path: Path) -> None:
+    results = lint(tmp_path, "DATABASE_URL: postgresql://app:hunter2hunter2@db.example.com/todo\n")
+
+    assert findings(results) == [
+        ("warn", "ENV_LINE_INVALID", "line 1 has no '=': DATABASE_URL is followed by ':', so the line is ignored")
+    ]
+    assert results[0].fix == "write DATABASE_URL=value, with '=' and no space before it"
+    assert_not_printed(results, "hunter2hunter2", "db.example.com")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [PASTED, "kf83jdn2ms9aq0pzx7wqkf83jdn2ms9a=", "AKIAIOSFODNN7EXAMPLE1=", "sk_live_51HqLyjWDarjtT1zdp7dc="],
+    ids=["base64", "lowercase-hex-ish", "uppercase-key-id", "stripe-like"],
+)
+def test_value_pasted_alone_on_a_line_is_never_printed(tmp_path: Path, value: str) -> None:
+    results = lint(tmp_path, f"BETTER_AUTH_SECRET=\n{value}\n")
+
+    assert results, "a value alone on a line is a finding"
+    assert all(result.status != "ok" for result in results)
+    assert_not_printed(results, value.rstrip("="))
+
+
+def test_value_pasted_alone_is_reported_as_such(tmp_path: Path) -> None:
+    results = lint(tmp_path, "kf83jdn2ms9aq0pzx7wqkf83jdn2ms9a=\n")
+
+    assert findings(results) == [
+        (
+            "warn",
+            "ENV_LOWERCASE_KEY",
+            "line 1 sets a name that is not in upper case and does not look like a setting's name "
+            "(not shown: it may be a value pasted alone), so the backend reads nothing from it",
+        )
+    ]
+    assert results[0].fix == "write the setting's name in upper case before '=', e.g. BETTER_AUTH_SECRET=value"
+
+
+@pytest.mark.parametrize("key", ["OPENAI_API_KEY", "RESEND_API_KEY", "DB_PASS", "WORKERS", "SENTRY_DSN"])
+def test_inline_comment_and_unbalanced_quote_never_print_the_value(tmp_path: Path, key: str) -> None:
+    value = "sk-proj-4f9TzQ81mXcVb2Lr"
+    results = lint(tmp_path, f"{key}={value} # prod key\n{key}='{value}\n{key}={value}\"\n")
+
+    assert [(result.code, result.message) for result in results if result.code != "ENV_DUPLICATE_KEY"][:3] == [
+        (
+            "ENV_INLINE_COMMENT",
+            f"line 1: {key}'s value includes a '# comment' (from column {len(key) + len(value) + 3}), "
+            "which python-decouple keeps as part of the value",
+        ),
+        (
+            "ENV_UNBALANCED_QUOTES",
+            f"line 2: {key}'s value starts with ' but does not end with it, so the quote is kept as part of the value",
+        ),
+        (
+            "ENV_UNBALANCED_QUOTES",
+            f"line 3: {key}'s value ends with \" but does not start with it, so the quote is kept as part of the value",
+        ),
+    ]
+    assert_not_printed(results, value, "prod key")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "BETTER_AUTH_SECRET",
+        "OPENAI_API_KEY",
+        "RESEND_API_KEY",
+        "STRIPE_SECRET_KEY",
+        "DB_PASS",
+        "PGPASSWORD",
+        "MYSQL_PWD",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "AWS_SECRET_ACCESS_KEY",
+        "GITHUB_TOKEN",
+        "SENTRY_DSN",
+        "BASIC_AUTH",
+        "HTTP_AUTHORIZATION",
+        "JWT_PRIVATE_KEY",
+        "SIGNING_KEYS",
+        "APIKEY",
+        "SESSION_COOKIE_SALT",
+        "openai_api_key",
+    ],
+)
+def test_secret_names_are_recognised(name: str) -> None:
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["PORT", "BETTER_AUTH_URL", "BETTER_AUTH_JWKS_URL", "DATABASE_URL", "MONKEY_COUNT", "KEYBOARD_LAYOUT"]
+)
+def test_public_names_are_not_secret(name: str) -> None:
+    assert not is_secret_name(name)
+
+
+@pytest.mark.parametrize("key", ["OPENAI_API_KEY", "RESEND_API_KEY", "DB_PASS", "SENTRY_DSN"])
+def test_shadowed_api_keys_and_passwords_are_masked(tmp_path: Path, key: str) -> None:
+    results = lint(tmp_path, f"{key}=file-value-123456\n", environ={key: "env-value-654321"})
+
+    shadowed = [result for result in results if result.code == "ENV_SHADOWED"]
+    assert [result.message for result in shadowed] == [
+        f"{key} in .env (line 1, '***') is overridden by the exported {key}='***'"
+    ]
+    assert_not_printed(results, "file-value-123456", "env-value-654321")
+
+
+def test_export_prefix_before_a_colon_names_only_the_setting(tmp_path: Path) -> None:
+    results = lint(tmp_path, f"export BETTER_AUTH_SECRET: {PASTED}\n")
+
+    assert findings(results) == [
+        (
+            "fail",
+            "ENV_KEY_INVALID",
+            "line 1 is not NAME=value: BETTER_AUTH_SECRET is followed by ':', so the line is ignored",
+        )
+    ]
+    assert_not_printed(results, PASTED)
+
+
+def test_unknown_name_written_with_a_colon_gets_the_general_fix(tmp_path: Path) -> None:
+    results = lint(tmp_path, "OPENAI_API_KEY: sk-proj-4f9TzQ81mXcVb2Lr==\n")
+
+    assert findings(results) == [
+        (
+            "fail",
+            "ENV_KEY_INVALID",
+            "line 1 is not NAME=value: OPENAI_API_KEY is followed by ':', so the line is ignored",
+        )
+    ]
+    assert results[0].fix == "a line is NAME=value: letters, digits and _, then '=' (not ':' or a space)"
+    assert_not_printed(results, "sk-proj-4f9TzQ81mXcVb2Lr")
+
+
+def test_key_holding_no_name_is_reported_without_it(tmp_path: Path) -> None:
+    results = lint(tmp_path, f"{PASTED}\nAKIAIOSFODNN7EXAMPLE1=\n")
+
+    assert findings(results) == [
+        (
+            "fail",
+            "ENV_KEY_INVALID",
+            "line 1 has a key that is not a variable name (not shown: it may hold a value), so it is ignored",
+        ),
+        (
+            "warn",
+            "ENV_KEY_UNKNOWN",
+            "line 2 sets a name that .env.example does not list and that does not look like a name "
+            "(not shown: it may be a value pasted alone); the backend ignores it",
+        ),
     ]

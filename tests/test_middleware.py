@@ -45,6 +45,29 @@ async def test_preflight_from_another_origin_is_refused(client: httpx.AsyncClien
     assert "access-control-allow-origin" not in response.headers
 
 
+@pytest.mark.parametrize("origin", ["https://evil.example", "null", "http://localhost:3000.evil.example"])
+async def test_refused_origin_gets_no_cors_header_at_all(
+    client: httpx.AsyncClient, alice: dict[str, str], origin: str
+) -> None:
+    simple = await client.get("/api/alice/tasks", headers={**alice, "Origin": origin})
+    refused_preflight = await preflight(client, origin)
+
+    assert simple.status_code == 200
+    assert refused_preflight.status_code == 400
+    for response in (simple, refused_preflight):
+        assert [name for name in response.headers if name.startswith("access-control-")] == []
+        assert "Origin" in response.headers["vary"]
+
+
+async def test_allowed_origin_gets_credentials_alongside_the_origin(
+    client: httpx.AsyncClient, alice: dict[str, str]
+) -> None:
+    response = await client.get("/api/alice/tasks", headers={**alice, "Origin": "http://localhost:3000"})
+
+    assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert response.headers["access-control-allow-credentials"] == "true"
+
+
 async def test_real_request_exposes_total_count_to_the_browser(
     client: httpx.AsyncClient, alice: dict[str, str]
 ) -> None:

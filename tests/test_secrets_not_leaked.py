@@ -9,11 +9,14 @@ byte it captured.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -23,6 +26,7 @@ from tests.conftest import AUTH_URL, Tokens, fresh_postgres_database, ready_serv
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import ROOT, LiveServer, free_port, run_to_exit
 from tests.support.tokens import forge
+from tests.support.toolbelt import InvRun, inv, inv_env
 
 pytestmark = pytest.mark.live
 
@@ -160,3 +164,139 @@ def test_env_check_report_holds_no_secret_or_password(jwks: JWKSServer, json_out
     assert result.returncode != 0, output  # the database is refused: a failure, named
     assert "DATABASE_URL" in output or "database" in output.lower(), output
     assert_nothing_leaked(output, SECRET, PASSWORD)
+
+
+# Malformed `.env` lines (issue 14, item 3): their values never come back out, whatever the key's name.
+
+
+def canary() -> str:
+    """A value shaped like `openssl rand -base64 32`, '=' padding included (which makes a line look like KEY=...)."""
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+@pytest.fixture
+def malformed_env_file(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A `.env` whose every value sits on a malformed line; its canary values."""
+    values = [canary() for _ in range(6)]
+    lines = [
+        f"DATABASE_URL=sqlite:///{tmp_path / 'todo.sqlite3'}",
+        f"PORT={free_port()}",
+        f"BETTER_AUTH_SECRET={SECRET}",  # valid, so no development secret is created under var/
+        f"BETTER_AUTH_SECRET: {values[0]}",
+        f"BETTER_AUTH_SECRET {values[1]}",
+        values[2],
+        f"OPENAI_API_KEY={values[3]} # production key",
+        f"DB_PASS='{values[4]}",
+        f'RESEND_API_KEY={values[5]}"',
+    ]
+    env_file = tmp_path / ".env"
+    env_file.write_text("\n".join(lines) + "\n")
+    return env_file, values
+
+
+def value_pieces(values: list[str]) -> list[str]:
+    """Each value, and its first and last 10 characters without the padding."""
+    return [piece for value in values for piece in (value, value[:10], value.rstrip("=")[-10:])]
+
+
+@pytest.mark.parametrize("json_output", [False, True], ids=["text", "json"])
+def test_env_check_prints_no_value_of_a_malformed_env_line(
+    malformed_env_file: tuple[Path, list[str]], json_output: bool
+) -> None:
+    env_file, values = malformed_env_file
+    env = inv_env(TODO_ENV_FILE=str(env_file), NO_COLOR="1")
+
+    result = inv("env-check", *(["--json"] if json_output else []), env=env)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output  # the colon line is a failure, named
+    for code in ("ENV_KEY_INVALID", "ENV_INLINE_COMMENT", "ENV_UNBALANCED_QUOTES"):
+        assert code in output, output
+    assert "BETTER_AUTH_SECRET is followed by ':'" in output, output
+    assert_nothing_leaked(output, SECRET, *value_pieces(values), "production key")
+
+
+def test_inv_run_startup_log_prints_no_value_of_a_malformed_env_line(
+    malformed_env_file: tuple[Path, list[str]],
+) -> None:
+    env_file, values = malformed_env_file
+    port = int(next(line for line in env_file.read_text().splitlines() if line.startswith("PORT="))[5:])
+
+    with InvRun("run", port=port, env=inv_env(TODO_ENV_FILE=str(env_file))) as server:
+        server.start()
+        server.wait_ready()
+        assert server.stop() == 0, server.stderr
+        log = server.stderr
+
+    assert "WARNING tasks [-] ENV_KEY_INVALID: line 4 is not NAME=value: BETTER_AUTH_SECRET is followed by ':'" in log
+    assert "ENV_UNBALANCED_QUOTES: line 8: DB_PASS's value starts with '" in log
+    assert_nothing_leaked(log, SECRET, *value_pieces(values), "production key")
+
+
+# Weak secrets (issue 14, item 8): production does not start, so a token forged with one meets no server.
+
+PRODUCTION = {
+    "APP_ENV": "production",
+    "DATABASE_URL": f"postgresql://app:{PASSWORD}@db.example.com/todo",
+    "BETTER_AUTH_URL": "https://auth.example.com",
+    "CORS_ORIGINS": "https://app.example.com",
+}
+
+
+@pytest.mark.parametrize(
+    ("weak", "reason"),
+    [
+        ("a" * 32, "repeats a short pattern"),
+        ("0" * 32, "repeats a short pattern"),
+        ("changeme" * 4, "is a placeholder or a published example value"),
+        ("your-better-auth-secret-goes-here", "is a placeholder or a published example value"),
+    ],
+)
+def test_production_refuses_to_start_with_a_weak_secret_so_forged_tokens_meet_no_server(
+    tokens: Tokens, weak: str, reason: str
+) -> None:
+    with LiveServer(**PRODUCTION, BETTER_AUTH_SECRET=weak) as server:
+        server.start()
+        status = server.wait()
+        stderr = server.stderr
+        forged = tokens.hs256("alice", secret=weak, iss="https://auth.example.com", aud="https://auth.example.com")
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{server.url}/api/me", headers={"Authorization": f"Bearer {forged}"}, timeout=5)
+
+    assert status == 1
+    assert stderr == (
+        "error CONFIG_INVALID: 1 setting invalid:\n"
+        f"  - BETTER_AUTH_SECRET {reason}, which production refuses: whoever guesses it can sign a token for any "
+        "user: generate one with `openssl rand -base64 32` and use it on both sides\n"
+    )
+    assert_nothing_leaked(stderr, weak, PASSWORD)
+
+
+def test_development_warns_about_a_weak_secret_in_the_log_and_in_env_check(
+    database_url: str, jwks: JWKSServer, tmp_path: Path
+) -> None:
+    warning = (
+        "SECRET_WEAK: BETTER_AUTH_SECRET is a placeholder or a published example value: accepted in development, "
+        "refused in production; generate one with `openssl rand -base64 32` and use it on both sides"
+    )
+    weak = "your-better-auth-secret-goes-here"
+    with ready_server(database_url, jwks, BETTER_AUTH_SECRET=weak) as server:
+        assert server.stop() == 0
+        log = server.stderr
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"BETTER_AUTH_SECRET={weak}\nDATABASE_URL=sqlite:///{tmp_path / 'x.sqlite3'}\n")
+    report = inv("env-check", "--json", env=inv_env(TODO_ENV_FILE=str(env_file), PORT=str(free_port())))
+
+    assert log.count(f"WARNING backend.app [-] {warning}\n") == 1, log
+    found = [r for r in json.loads(report.stdout)["results"] if r["code"] == "SECRET_WEAK"]
+    assert found == [
+        {
+            "check": "settings",
+            "status": "warn",
+            "code": "SECRET_WEAK",
+            "message": "BETTER_AUTH_SECRET is a placeholder or a published example value: accepted in development, "
+            "refused in production",
+            "fix": "generate one with `openssl rand -base64 32` and use it on both sides",
+        }
+    ]
+    assert_nothing_leaked(log + report.stdout, weak, weak[:12])

@@ -705,3 +705,58 @@ def test_settings_read_in_code_are_exactly_setting_names() -> None:
 
 def test_settings_fields_have_the_same_defaults_as_build_settings() -> None:
     assert build_settings(lambda name: None) == Settings()
+
+
+# Weak secrets (issue 14, item 8)
+
+STRONG = "Zq3xR7mK9vLp2Wd8sT4yB6nH1jF5cE0aG+u/Yo=="  # shaped like `openssl rand -base64 32`
+WEAK_SECRETS = {
+    "a" * 32: "repeats a short pattern",
+    "0" * 32: "repeats a short pattern",
+    "changeme" * 4: "is a placeholder or a published example value",
+    "your-better-auth-secret-goes-here": "is a placeholder or a published example value",
+    "better-auth-secret-12345678901234567890": "is a placeholder or a published example value",
+    "dev_better_auth_secret_change_me_32_chars": "is a placeholder or a published example value",
+    "abcdefghijklmnopqrstuvwxyz012345": "is mostly a run of consecutive characters (like abcdef or 123456)",
+    SECRET: "is mostly one character",
+    "acaccacaaacccacacaacaccaaccacaacx": "has too little variety (about 38 bits of randomness; at least 64 are needed)",
+}
+
+
+@pytest.mark.parametrize(("secret", "reason"), WEAK_SECRETS.items(), ids=range(len(WEAK_SECRETS)))
+def test_production_refuses_a_weak_secret_saying_how_to_make_one(secret: str, reason: str) -> None:
+    problems = problems_of(**PRODUCTION, BETTER_AUTH_SECRET=secret)
+
+    assert problems == [
+        SettingProblem(
+            "BETTER_AUTH_SECRET",
+            f"{reason}, which production refuses: whoever guesses it can sign a token for any user",
+            "generate one with `openssl rand -base64 32` and use it on both sides",
+        )
+    ]
+    assert secret not in str(SettingsError(problems))
+
+
+@pytest.mark.parametrize(("secret", "reason"), WEAK_SECRETS.items(), ids=range(len(WEAK_SECRETS)))
+def test_development_accepts_a_weak_secret_and_says_why_it_is_weak(secret: str, reason: str) -> None:
+    settings = build_settings(lookup(BETTER_AUTH_SECRET=secret))
+
+    assert settings.secret == Secret(secret)
+    assert settings.secret_weakness == reason
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        STRONG,
+        "3f9a0c1e7b2d4a6f8e0c2b4d6f8a0c1e",
+        "kq8XfZ2vN0rL7tY4pW1sH9mB3jD6gC5e-_aQ",
+        "71940283561830472958163047285916",
+    ],
+    ids=["base64", "hex", "urlsafe", "digits"],
+)
+def test_production_accepts_a_generated_secret(secret: str) -> None:
+    settings = build_settings(lookup(**PRODUCTION, BETTER_AUTH_SECRET=secret))
+
+    assert settings.secret == Secret(secret)
+    assert settings.secret_weakness == ""

@@ -17,7 +17,11 @@ Status = Literal["ok", "warn", "fail"]
 
 OK_CODE: Final = "OK"
 JSON_VERSION: Final = 1
-_SECRET_NAME: Final = re.compile(r"SECRET|PASSWORD|TOKEN|PRIVATE", re.IGNORECASE)
+# A setting whose name holds one of these is a secret (PGPASSWORD, GITHUB_TOKEN, APIKEY)...
+_SECRET_WORDS: Final = re.compile(r"SECRET|PASSW|PASSPHRASE|TOKEN|PRIVATE|CREDENTIAL|APIKEY|AUTHORIZATION", re.I)
+# ...and so is one with one of these as a whole `_`-separated word (OPENAI_API_KEY, DB_PASS, SENTRY_DSN;
+# not MONKEY_COUNT), or ending in AUTH (BASIC_AUTH; BETTER_AUTH_URL is an address, masked as a URL).
+_SECRET_PARTS: Final = frozenset({"KEY", "KEYS", "PASS", "PWD", "PW", "DSN", "CREDS", "SALT"})
 _MARKS: Final = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
 _COLOURS: Final = {"ok": "32", "warn": "33", "fail": "31"}
 
@@ -49,8 +53,9 @@ def fail(check: str, *, code: str, message: str, fix: str) -> Result:
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether a setting's value must never be shown (BETTER_AUTH_SECRET, *_PASSWORD, ...)."""
-    return _SECRET_NAME.search(name) is not None
+    """Whether a setting's value must never be shown (BETTER_AUTH_SECRET, *_PASSWORD, *_API_KEY, ...)."""
+    parts = name.upper().split("_")
+    return _SECRET_WORDS.search(name) is not None or not _SECRET_PARTS.isdisjoint(parts) or parts[-1].endswith("AUTH")
 
 
 def failed(results: Iterable[Result]) -> bool:

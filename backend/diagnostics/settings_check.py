@@ -12,9 +12,9 @@ import dataclasses
 from typing import Final
 
 from backend.dburl import parse_database_url
-from backend.diagnostics.results import Result, fail, ok
+from backend.diagnostics.results import Result, fail, ok, warn
 from backend.errors import DatabaseURLError, SettingProblem, SettingsError
-from backend.settings import Lookup, Settings, build_settings
+from backend.settings import Lookup, Settings, build_settings, weak_secret_warning
 
 CHECK: Final = "settings"
 
@@ -35,7 +35,11 @@ def check_settings(lookup: Lookup) -> SettingsOutcome:
         invalid = frozenset(problem.setting for problem in error.problems)
         return SettingsOutcome(results, _fallback(lookup, invalid), invalid)
     where = "production" if settings.is_production else "development"
-    return SettingsOutcome([ok(CHECK, f"every setting is valid (APP_ENV={where})")], settings, frozenset())
+    results = [ok(CHECK, f"every setting is valid (APP_ENV={where})")]
+    if settings.secret_weakness:
+        message, _, fix = weak_secret_warning(settings.secret_weakness).rpartition("; ")
+        results.append(warn(CHECK, code="SECRET_WEAK", message=message, fix=fix))
+    return SettingsOutcome(results, settings, frozenset())
 
 
 def _result(problem: SettingProblem, lookup: Lookup) -> Result:

@@ -10,8 +10,10 @@ from backend.errors import AppError
 from backend.migrations import LATEST_VERSION, current_version
 from backend.routing import ApiRoute, JSONResponse, Operation
 from backend.schemas import Check, Health, Readiness
+from backend.settings import Settings
 
 _HEALTHY = Health("ok")
+_KINDS = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
 
 
 async def health(request: Request) -> Response:
@@ -19,15 +21,23 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    checks = await _checks(request.app.state.db, request.app.state.ready)
+    db: Database = request.app.state.db
+    settings: Settings = request.app.state.settings
+    checks = await _checks(db, request.app.state.ready, _where(db, settings))
     ok = all(check.ok for check in checks)
     status = Readiness("ready" if ok else "not_ready", checks)
     headers = {} if ok else {"Retry-After": "2"}
     return JSONResponse(status, status_code=200 if ok else 503, headers=headers)
 
 
-async def _checks(db: Database, started: bool) -> list[Check]:
-    where = db.target.display
+def _where(db: Database, settings: Settings) -> str:
+    # /ready answers anyone: in production it names the kind of database, not its user, host or file.
+    if settings.is_production:
+        return _KINDS.get(db.target.dialect, "the database")
+    return db.target.display
+
+
+async def _checks(db: Database, started: bool, where: str) -> list[Check]:
     if not db.is_connected:
         return [Check("database", False, f"not connected to {where} yet")]
     try:
