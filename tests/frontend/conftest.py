@@ -25,6 +25,7 @@ from tests.frontend.nextapp import (
     app_environment,
     auth_tables,
     missing_setup,
+    next_start,
     run,
 )
 from tests.support.live import LiveServer, free_port
@@ -85,7 +86,7 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         LOG_LEVEL="info",
         DB_CONNECT_RETRY_SECONDS="0",
     )
-    with NextServer(env, "localhost", app_port) as app, backend:
+    with next_start(env, app_port) as app, backend:
         with TIMINGS.step("next start"):
             app.start()
         with TIMINGS.step("backend start"):

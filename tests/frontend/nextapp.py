@@ -29,6 +29,7 @@ APP = ROOT / "examples" / "nextjs"
 BUILD_TIMEOUT = 900.0
 COMMAND_TIMEOUT = 120.0
 START_TIMEOUT = 60.0
+DEV_START_TIMEOUT = 180.0  # `next dev` compiles the page on the first request
 # What the migration creates: Better Auth's tables and the JWT plugin's keys.
 AUTH_TABLES = {"user", "session", "account", "verification", "jwks"}
 
@@ -104,17 +105,17 @@ def auth_user_id(database: Path, email: str) -> str:
 
 
 class NextServer:
-    """`npm start` (next start) on a loopback port; stopped with its process group on exit."""
+    """A Next.js server of the example (`npm start`, `npm run dev`); stopped with its process group on exit."""
 
-    def __init__(self, env: dict[str, str], host: str, port: int) -> None:
-        self.url = f"http://{host}:{port}"
-        self._command = ["npm", "start", "--", "--hostname", "127.0.0.1", "--port", str(port)]
+    def __init__(self, env: dict[str, str], url: str, command: list[str]) -> None:
+        self.url = url
+        self._command = command
         self._env = env
         self._output: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> NextServer:
-        """Start it and return once its home page answers."""
+    def start(self, timeout: float = START_TIMEOUT) -> NextServer:
+        """Start it and return once its home page answers (`next dev` compiles it first)."""
         self.process = subprocess.Popen(
             self._command,
             cwd=APP,
@@ -124,16 +125,16 @@ class NextServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # npm, its shell and node stop together
         )
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + timeout
         while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"next start did not answer (exit {self.process.poll()}):\n{self.output}")
+                raise AssertionError(f"{self._command} did not answer (exit {self.process.poll()}):\n{self.output}")
             time.sleep(0.1)
         return self
 
     def _answers(self) -> bool:
         try:
-            return httpx.get(self.url, timeout=2.0).status_code == 200
+            return httpx.get(self.url, timeout=5.0).status_code == 200
         except httpx.TransportError:
             return False
 
@@ -151,3 +152,18 @@ class NextServer:
         if self.process is not None:
             stop_group(self.process)
         self._output.close()
+
+
+def next_start(env: dict[str, str], port: int) -> NextServer:
+    """The production build, as `npm start` serves it, on 127.0.0.1 and opened as http://localhost:PORT."""
+    command = ["npm", "start", "--", "--hostname", "127.0.0.1", "--port", str(port)]
+    return NextServer(env, f"http://localhost:{port}", command)
+
+
+def next_dev(env: dict[str, str], port: int) -> NextServer:
+    """`npm run dev` as a user runs it, opened as http://127.0.0.1:PORT.
+
+    No `--hostname`: Next.js lets the host it was started with load its
+    scripts, which would hide what `allowedDevOrigins` is for.
+    """
+    return NextServer(env, f"http://127.0.0.1:{port}", ["npm", "run", "dev", "--", "--port", str(port)])
