@@ -2,8 +2,9 @@
 
 `nox` runs every default session: the suite on Python 3.11, 3.12 and 3.13,
 each against SQLite and a real PostgreSQL, then lint, typecheck, interop (a
-real Better Auth server), browser (headless Chromium) and onboarding (the
-README's quick start on a fresh clone). `nox -l` lists every
+real Better Auth server), browser (headless Chromium), frontend (the guide's
+Next.js app, built and clicked through) and onboarding (the README's quick
+start on a fresh clone). `nox -l` lists every
 session with its one-line description; `nox -s tests -- -k auth` passes the
 arguments after `--` to pytest.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 from pathlib import Path
 
 import nox
@@ -24,7 +26,7 @@ import nox
 nox.needs_version = ">=2026.10"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["tests", "lint", "typecheck", "interop", "browser", "onboarding"]
+nox.options.sessions = ["tests", "lint", "typecheck", "interop", "browser", "frontend", "onboarding"]
 
 # uv installs without compiling bytecode; where PYTHONDONTWRITEBYTECODE is set
 # (as on our CI machine) every server the tests start then re-reads sources:
@@ -38,6 +40,7 @@ if IN_CI:
 PYTHONS = ["3.11", "3.12", "3.13"]
 ROOT = Path(__file__).resolve().parent
 INTEROP = ROOT / "interop"
+EXAMPLE = ROOT / "examples" / "nextjs"
 RUNTIME = ("-r", "requirements.txt")
 TESTING = (*RUNTIME, "-r", "requirements-test.txt")
 
@@ -86,25 +89,30 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[0])
 def interop(session: nox.Session) -> None:
     """Verify a real Better Auth server's JWTs (EdDSA/ES256/RS256, key rotation, outage) end to end."""
-    if shutil.which("npm") is None or shutil.which("node") is None:
-        _unavailable(session, "interop needs Node 20+ and npm on PATH (https://nodejs.org or your OS package)")
+    _require_node(session)
     session.install(*TESTING)
-    _npm_ci(session)
+    _npm_ci(session, INTEROP)
     session.run("pytest", "-m", "interop", "tests/interop", *session.posargs)
-    # docs/frontend.md's Better Auth names, against the package just installed (skipped elsewhere).
-    session.run("pytest", "tests/test_readme.py", "-k", "installed_better_auth")
 
 
-def _npm_ci(session: nox.Session) -> None:
-    """Install interop/package-lock.json into interop/node_modules unless it is already there."""
-    digest = hashlib.sha256((INTEROP / "package-lock.json").read_bytes()).hexdigest()
-    stamp = INTEROP / "node_modules" / ".installed-lock-sha256"
+def _require_node(session: nox.Session) -> None:
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        _unavailable(session, f"{session.name} needs Node 20+ and npm on PATH (https://nodejs.org or your OS package)")
+
+
+def _npm_ci(session: nox.Session, project: Path) -> None:
+    """Install project/package-lock.json into project/node_modules unless it is already there; timed."""
+    where = project.relative_to(ROOT)
+    digest = hashlib.sha256((project / "package-lock.json").read_bytes()).hexdigest()
+    stamp = project / "node_modules" / ".installed-lock-sha256"
     if stamp.is_file() and stamp.read_text() == digest:
-        session.log("interop/node_modules matches package-lock.json")
+        session.log(f"{where}/node_modules matches package-lock.json")
         return
+    started = time.monotonic()
     # better-sqlite3 builds from source when its prebuilt binary cannot be downloaded.
-    session.run("npm", "ci", "--prefix", str(INTEROP), "--no-audit", "--no-fund", external=True)
+    session.run("npm", "ci", "--prefix", str(project), "--no-audit", "--no-fund", external=True)
     stamp.write_text(digest)
+    session.log(f"npm ci in {where}: {time.monotonic() - started:.0f} s")
 
 
 @nox.session(python=PYTHONS[0])
@@ -114,6 +122,20 @@ def browser(session: nox.Session) -> None:
         _install_chromium(session)
     session.install(*TESTING)
     session.run("pytest", "-m", "browser", "tests/browser", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def frontend(session: nox.Session) -> None:
+    """Build the guide's Next.js app (examples/nextjs) and click it through in headless Chromium against the backend."""
+    _require_node(session)
+    if shutil.which("chromium") is None:
+        _install_chromium(session)
+    session.install(*TESTING)
+    _npm_ci(session, EXAMPLE)
+    # `next build`, the migration and `next start` run inside the tests, which time them.
+    session.run("pytest", "-m", "frontend", "tests/frontend", *session.posargs)
+    # docs/frontend.md's Better Auth names, against the package just installed (skipped elsewhere).
+    session.run("pytest", "tests/test_frontend_guide.py", "-k", "installed")
 
 
 def _install_chromium(session: nox.Session) -> None:

@@ -18,7 +18,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.browser.devtools import DevTools
+from tests.conftest import IN_CI
 
 CANDIDATES = ("chromium", "chromium-browser")
 # Every *.example.test name resolves to loopback inside Chromium only, so a page
@@ -33,6 +36,17 @@ def find_chromium() -> str | None:
         if path is not None:
             return path
     return None
+
+
+def require_chromium() -> str:
+    """The Chromium executable; skips the test when there is none (fails it in CI)."""
+    executable = find_chromium()
+    if executable is not None:
+        return executable
+    message = "chromium is not installed: `sudo apt-get install chromium` (Debian), or `nox -s browser` as root"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @contextlib.contextmanager
@@ -100,7 +114,7 @@ def _launched(command: Callable[[Path], list[str]], pass_fds: tuple[int, ...] = 
             try:
                 yield log
             finally:
-                _stop_group(process)
+                stop_group(process)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
 
@@ -122,7 +136,8 @@ def _flags(profile: Path) -> list[str]:
     ]
 
 
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop a child started with `start_new_session=True` and all its descendants: SIGTERM, then SIGKILL."""
     for signum, timeout in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signum)

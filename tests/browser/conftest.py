@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.chromium import find_chromium
-from tests.conftest import IN_CI
+from tests.browser.chromium import require_chromium
 
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    executable = find_chromium()
-    if executable is not None:
-        return executable
-    message = "chromium is not installed: `sudo apt-get install chromium` (Debian), or `nox -s browser` as root"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    return require_chromium()

@@ -9,6 +9,7 @@ uncaught exceptions, and the URL of every request the page sent.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import select
@@ -49,6 +50,9 @@ class DevTools:
         self.console_errors: list[dict[str, Any]] = []
         self.exceptions: list[str] = []
         self.requests: list[str] = []
+        self._added_headers: dict[str, str] = {}
+        # Ids of the commands sent from inside the event loop, never awaited: apart from call()'s.
+        self._unanswered_ids = itertools.count(1 << 30)
 
     def attach(self, log: Path) -> None:
         """Open a tab of our own, attach to it, and start collecting its console, exceptions and requests."""
@@ -62,10 +66,7 @@ class DevTools:
     def call(self, method: str, *, session: bool = True, **params: Any) -> dict[str, Any]:
         """Send one command and return its result; events that arrive meanwhile are recorded."""
         self._next_id += 1
-        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = self._session
-        os.write(self._commands, json.dumps(message).encode() + b"\0")
+        self._send(self._next_id, method, params, session)
         while True:
             reply = self._receive()
             if reply.get("id") == self._next_id:
@@ -75,6 +76,15 @@ class DevTools:
                 result: dict[str, Any] = reply["result"]
                 return result
             self._record(reply)
+
+    def add_headers(self, url_pattern: str, headers: dict[str, str]) -> None:
+        """Send `headers` with every request whose URL matches `url_pattern` (`*` wildcards), and no other.
+
+        Network.setExtraHTTPHeaders would add them to cross-origin calls too,
+        whose CORS preflight may not allow them.
+        """
+        self._added_headers = headers
+        self.call("Fetch.enable", patterns=[{"urlPattern": url_pattern, "requestStage": "Request"}])
 
     def navigate(self, url: str) -> None:
         """Load `url` in the tab (again, if it shows it already) and wait until it has loaded."""
@@ -109,6 +119,12 @@ class DevTools:
         os.close(self._commands)
         os.close(self._replies)
 
+    def _send(self, message_id: int, method: str, params: dict[str, Any], session: bool) -> None:
+        message: dict[str, Any] = {"id": message_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = self._session
+        os.write(self._commands, json.dumps(message).encode() + b"\0")
+
     def _receive(self) -> dict[str, Any]:
         deadline = time.monotonic() + TIMEOUT
         while b"\0" not in self._buffer:
@@ -132,3 +148,8 @@ class DevTools:
             self.exceptions.append(json.dumps(params["exceptionDetails"]))
         elif method == "Network.requestWillBeSent":
             self.requests.append(params["request"]["url"])
+        elif method == "Fetch.requestPaused":
+            headers = {**params["request"]["headers"], **self._added_headers}
+            entries = [{"name": name, "value": value} for name, value in headers.items()]
+            continued = {"requestId": params["requestId"], "headers": entries}
+            self._send(next(self._unanswered_ids), "Fetch.continueRequest", continued, session=True)

@@ -1,0 +1,1 @@
+"""The example Next.js + Better Auth app (examples/nextjs) in headless Chromium: `nox -s frontend`."""
