@@ -25,7 +25,6 @@ cause is printed as one line with its fix) or was forced to stop.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import signal
@@ -40,6 +39,7 @@ from hypercorn.typing import ASGIFramework
 from starlette.applications import Starlette
 
 from backend.app import create_app
+from backend.diagnostics.port_check import listen_error
 from backend.diagnostics.ports import HIGHEST_PORT, NoFreePortError, ipv6_available, open_listener, port_holders
 from backend.errors import AppError, PortInUseError, SettingsError
 from backend.logs import configure_logging
@@ -50,10 +50,6 @@ logger = logging.getLogger(__name__)
 AUTO_PORT_ATTEMPTS: Final = 100
 
 T = TypeVar("T")
-
-
-class ListenError(AppError):
-    code = "LISTEN_FAILED"
 
 
 def main() -> int:
@@ -158,27 +154,10 @@ def _shown(host: str, port: int) -> str:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    shown = _shown(host, port)
     try:
         return open_listener(host, port)
     except OSError as error:
-        if error.errno == errno.EADDRINUSE:
-            holders = port_holders(port) or []
-            holder = ", ".join(h.describe() for h in holders) or "another process"
-            raise PortInUseError(
-                f"Cannot listen on {shown}: address already in use by {holder}",
-                f"Run `inv free-port --port {port} --kill` to stop it,"
-                " `inv run --port auto` to take the next free port, or set PORT",
-            ) from None
-        if error.errno == errno.EACCES:
-            raise ListenError(
-                f"Cannot listen on {shown}: permission denied (ports below 1024 need privileges)",
-                "set PORT to 1024 or above, e.g. 8000",
-            ) from None
-        raise ListenError(
-            f"Cannot listen on {shown}: {error.strerror or error}",
-            "set HOST to an address of this machine, e.g. 127.0.0.1 or 0.0.0.0",
-        ) from None
+        raise listen_error(host, port, error) from None
 
 
 class _BoundConfig(Config):
