@@ -39,6 +39,7 @@ from hypercorn.typing import ASGIFramework
 from starlette.applications import Starlette
 
 from backend.app import create_app
+from backend.diagnostics.auth_check import log_auth_check
 from backend.diagnostics.port_check import listen_error
 from backend.diagnostics.ports import HIGHEST_PORT, NoFreePortError, ipv6_available, open_listener, port_holders
 from backend.errors import AppError, PortInUseError, SettingsError
@@ -206,8 +207,10 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> int:
     _stop_on_signals(stop, settings.graceful_timeout)
     app = create_app(settings, on_fatal=on_fatal)
     config = hypercorn_config(settings, sockets)
+    checking = asyncio.create_task(log_auth_check(settings))  # beside startup: Better Auth may come later
     # The same ASGI protocol: Starlette types it with mappings, Hypercorn with TypedDicts.
     await hypercorn_serve(cast(ASGIFramework, app), config, shutdown_trigger=stop.wait)
+    checking.cancel()
     if fatal:
         report(fatal[0])
         return 1
@@ -301,6 +304,7 @@ async def _serve_until_ready(settings: Settings, sockets: list[socket.socket]) -
     config = hypercorn_config(settings, [sock.dup() for sock in sockets])
     # Only the workers announce "Running on ...": one line per worker, as before.
     config.errorlog = _STARTUP_LOG
+    checking = asyncio.create_task(log_auth_check(settings))  # the workers do not check again
     await hypercorn_serve(cast(ASGIFramework, app), config, shutdown_trigger=stop.wait)
     if not outcome:
         logger.info("Stopped cleanly")
@@ -309,6 +313,7 @@ async def _serve_until_ready(settings: Settings, sockets: list[socket.socket]) -
     if error is not None:
         report(error)
         return 1
+    await checking  # bounded by the check's own timeout
     return None
 
 

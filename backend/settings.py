@@ -88,10 +88,19 @@ class Settings:
     db_query_timeout: float = 10.0
     db_connect_retry_seconds: float = 60.0
     graceful_timeout: float = 10.0
+    # The settings given a value (environment or `.env`): messages name what the user set.
+    explicit: frozenset[str] = frozenset()
 
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
+
+    def setting_for(self, name: str) -> str:
+        """The setting to name in a fix about `name` (JWT_ISSUER, JWT_AUDIENCE, BETTER_AUTH_JWKS_URL).
+
+        Itself when the user set it; otherwise BETTER_AUTH_URL, which it derives from.
+        """
+        return name if name in self.explicit else "BETTER_AUTH_URL"
 
     def __repr__(self) -> str:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -186,6 +195,7 @@ def build_settings(lookup: Lookup, *, create_dev_secret: bool = False) -> Settin
         "graceful_timeout": reader.seconds("GRACEFUL_TIMEOUT", 10.0),
     }
     values["secret"] = reader.secret("BETTER_AUTH_SECRET")
+    values["explicit"] = frozenset(name for name in SETTING_NAMES if reader.raw(name) is not None)
     if app_env == "production":
         _check_production(reader, values)
     if reader.problems:
