@@ -52,7 +52,7 @@ GET_THE_JWT: Final = (
     "of a session fetch, or `auth.api.getToken({ headers })` on the server"
 )
 # What a frontend sends when the variable meant to hold the token is empty.
-_NOT_SET: Final = frozenset({"undefined", "null", "[object Object]", "none", "nil", '""', "''"})
+_NOT_SET: Final = frozenset({"undefined", "null", "none", "nil", '""', "''"})
 # Better Auth's session cookie: `better-auth.session_token`, with `__Secure-` over https, or another prefix.
 _SESSION_COOKIE: Final = re.compile(r"(?:__Secure-)?[\w.-]+\.session_token")
 
@@ -217,10 +217,9 @@ def _mismatch(name: str, carried: object, expected: str, setting: str) -> str:
 
 def _shown(value: object) -> str:
     """A claim's value for a message: attacker-controlled, so escaped and shortened."""
-    if value is None:
-        return "missing"
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return quoted(text, 100) if isinstance(value, str) else text[:100]
+    if isinstance(value, str):
+        return quoted(value, 100)
+    return json.dumps(value, default=str)[:100]  # ASCII: control characters come out escaped
 
 
 def _header(token: str) -> dict[str, Any]:
@@ -240,7 +239,7 @@ def _header(token: str) -> dict[str, Any]:
 
 
 def _not_a_jwt(token: str) -> str:
-    if token in _NOT_SET:
+    if token.lower() in _NOT_SET:
         return f"The bearer token is the text {token!r}: the variable meant to hold the token is empty; {GET_THE_JWT}"
     return (
         f"The token is not a compact JWT (three base64url parts joined by dots; this has {token.count('.') + 1}). "

@@ -1,4 +1,4 @@
-"""Better Auth's public keys: fetched from its JWKS endpoint, cached by `kid`.
+"""Better Auth's public keys: read from its JWKS endpoint (backend/keyset.py), cached by `kid`.
 
 Better Auth sends no cache headers and rotates keys by adding a new `kid`.
 So keys are kept until a token names a `kid` we do not hold; then the set is
@@ -7,7 +7,9 @@ arrive (concurrent callers share one fetch). Anyone can send unknown kids, so
 the window may have just been used when a genuinely rotated key shows up: a
 token issued after our last read of the set then waits for the window to
 reopen (at most `refetch_interval`) instead of being refused, still without
-more than one fetch per window. A set older than `max_age` is
+more than one fetch per window. Until a set has been read once, the window
+is `cold_refetch_interval` (1 s) instead: Better Auth started after the
+backend must not cost 10 s of 503s. A set older than `max_age` is
 refreshed on the next use; if the provider is down then, the cached keys keep
 working. A `kid` that cannot be resolved because the provider is down is a 503
 (`ProviderUnavailableError`), not a 401: the token may be perfectly valid.

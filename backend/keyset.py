@@ -33,6 +33,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey, import_key
 
 from backend.errors import is_own_problem, quoted
+from backend.settings import is_loopback_host
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +192,10 @@ async def _get(client: httpx.AsyncClient, url: str, setting: str) -> _Answer:
 
 def _next_hop(url: str, target: str, response: httpx.Response, setting: str) -> str:
     location = response.headers["location"]
-    hop = urljoin(target, location)
+    try:
+        hop = urljoin(target, location)
+    except ValueError:  # e.g. "http://[oops": no URL at all, so no origin of ours
+        hop = ""
     if _origin(hop) is None or _origin(hop) != _origin(url):
         shown = url if target == url else f"{url} (redirected to {target})"
         raise ProviderUnavailableError(
@@ -257,11 +261,16 @@ def _request_failed(url: str, error: httpx.HTTPError | httpx.InvalidURL, setting
 
 
 def _refused(url: str, setting: str) -> ProviderUnavailableError:
+    where = urlsplit(url).netloc
+    same = _SAME_AS_FRONTEND if setting == "BETTER_AUTH_URL" else ""
+    if is_loopback_host(urlsplit(url).hostname or ""):
+        fix = f"start the frontend (`npm run dev`) so Better Auth serves its keys, or set {setting} to the address "
+    else:
+        fix = f"check that Better Auth runs on {where}, or set {setting} to the address "
     return ProviderUnavailableError(
-        f"GET {url} failed: connection refused (nothing listens on {urlsplit(url).netloc})",
+        f"GET {url} failed: connection refused (nothing listens on {where})",
         code="AUTH_JWKS_UNREACHABLE",
-        fix=f"start the frontend (`npm run dev`) so Better Auth serves its keys, or set {setting} to the address "
-        f"it runs at{_SAME_AS_FRONTEND if setting == 'BETTER_AUTH_URL' else ''}",
+        fix=f"{fix}it runs at{same}",
     )
 
 

@@ -436,8 +436,13 @@ async def test_redirect_to_another_host_serving_an_attackers_key_is_refused(
 
 @pytest.mark.parametrize(
     "target",
-    ["http://127.0.0.1:{attacker}/api/auth/jwks", "https://127.0.0.1:{origin}/api/auth/jwks", "//localhost:{origin}/x"],
-    ids=["other-port", "other-scheme", "scheme-relative-other-host"],
+    [
+        "http://127.0.0.1:{attacker}/api/auth/jwks",
+        "https://127.0.0.1:{origin}/api/auth/jwks",
+        "//localhost:{origin}/x",
+        "http://[oops/api/auth/jwks",
+    ],
+    ids=["other-port", "other-scheme", "scheme-relative-other-host", "not-a-url"],
 )
 async def test_redirect_to_any_other_origin_is_refused(
     app: Starlette,
