@@ -59,7 +59,7 @@ class KeyCache:
         self.cold_refetch_interval = cold_refetch_interval
         self.max_age = max_age
         self.setting = setting
-        self._client = new_client(timeout)
+        self._client = new_client(timeout, url)
         self._keys: dict[str | None, VerificationKey] = {}
         self._loaded = False  # whether a key set was ever read
         self._fetched_at = 0.0  # when the keys were last read successfully

@@ -200,17 +200,20 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> int:
     stop = asyncio.Event()
     fatal: list[AppError] = []
 
+    checks: list[asyncio.Task[None]] = []
+
     def on_fatal(error: AppError) -> None:
         fatal.append(error)
         stop.set()
 
+    def on_ready() -> None:  # then say what Better Auth's key URL answers (it may start after us)
+        checks.append(asyncio.create_task(log_auth_check(settings)))
+
     _stop_on_signals(stop, settings.graceful_timeout)
-    app = create_app(settings, on_fatal=on_fatal)
+    app = create_app(settings, on_fatal=on_fatal, on_ready=on_ready)
     config = hypercorn_config(settings, sockets)
-    checking = asyncio.create_task(log_auth_check(settings))  # beside startup: Better Auth may come later
     # The same ASGI protocol: Starlette types it with mappings, Hypercorn with TypedDicts.
     await hypercorn_serve(cast(ASGIFramework, app), config, shutdown_trigger=stop.wait)
-    checking.cancel()
     if fatal:
         report(fatal[0])
         return 1

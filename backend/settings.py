@@ -89,7 +89,8 @@ class Settings:
     db_connect_retry_seconds: float = 60.0
     graceful_timeout: float = 10.0
     # The settings given a value (environment or `.env`): messages name what the user set.
-    explicit: frozenset[str] = frozenset()
+    # Where a value came from is not part of the value: settings compare equal without it.
+    explicit: frozenset[str] = dataclasses.field(default=frozenset(), compare=False)
 
     @property
     def is_production(self) -> bool:

@@ -9,8 +9,8 @@ yet); anywhere else it is a failure. And since Better Auth's JWT plugin never
 signs with BETTER_AUTH_SECRET, a secret without working JWKS is called out:
 tokens from Better Auth would all be rejected.
 
-The server logs the same findings at startup (`log_auth_check`), beside
-its own startup: Better Auth may well start after it.
+The server logs the same findings once it is ready (`log_auth_check`), and
+serves meanwhile: Better Auth may well start after it.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ async def check_auth(settings: Settings, *, seconds: float = 3.0) -> list[Result
 
 
 async def log_auth_check(settings: Settings) -> None:
-    """Log what `check_auth` finds: the server runs this beside its startup, without waiting for it."""
+    """Log what `check_auth` finds: the server runs this once ready, without waiting for it."""
     for result in await check_auth(settings):
         if result.status == "ok":
             logger.info("Better Auth's keys: %s", result.message)
@@ -62,7 +62,7 @@ def _setting(settings: Settings) -> str:
 
 async def _check_jwks(settings: Settings, seconds: float) -> list[Result]:
     try:
-        async with new_client(seconds) as client:
+        async with new_client(seconds, settings.jwks_url) as client:
             key_set = await read_key_set(client, settings.jwks_url, seconds=seconds, setting=_setting(settings))
     except ProviderUnavailableError as error:
         return [_failure(settings, error)]
