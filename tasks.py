@@ -143,17 +143,23 @@ def migrate(c: Context) -> None:
 
 @task(
     help={
-        "sub": "user id the token is for (Better Auth's user id)",
+        "sub": "user id the token is for (Better Auth's user id); required",
         "ttl": "lifetime, e.g. 15m, 1h, 7d (default 1h)",
         "email": "email claim",
         "name": "name claim",
     }
 )
-def token(c: Context, sub: str, ttl: str = "1h", email: str | None = None, name: str | None = None) -> None:
-    """Print a development token (HS256, signed with BETTER_AUTH_SECRET) for curl."""
+def token(
+    c: Context, sub: str | None = None, ttl: str = "1h", email: str | None = None, name: str | None = None
+) -> None:
+    """Print a development token (HS256, signed with BETTER_AUTH_SECRET) for curl: `inv token --sub alice`."""
+    # `sub` has a default so that invoke makes it an option, not a positional argument:
+    # a positional one takes the next word whatever it is, and `inv token --help` minted a token for "--help".
     from backend.devtokens import mint_token, parse_duration
     from backend.errors import AppError
 
+    if sub is None:
+        _usage("OPTION_INVALID", "--sub is required: the user id the token is for, e.g. `inv token --sub alice`")
     try:
         print(mint_token(_settings(), sub, ttl_seconds=parse_duration(ttl), email=email, name=name))
     except AppError as error:

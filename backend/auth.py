@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import time
 from typing import Any, Final
 
@@ -32,8 +33,9 @@ from joserfc.jwk import Key, OctKey
 from joserfc.jws import JWSRegistry, extract_compact
 from starlette.requests import Request
 
-from backend.errors import ServiceUnavailableError, UnauthorizedError
-from backend.jwks import KeyCache, ProviderUnavailableError
+from backend.errors import ServiceUnavailableError, UnauthorizedError, quoted
+from backend.jwks import KeyCache
+from backend.keyset import ProviderUnavailableError
 from backend.settings import Settings
 
 # Better Auth puts the whole user record in its token, `image` included: a
@@ -45,6 +47,14 @@ _ASYMMETRIC: Final = frozenset(
     {"EdDSA", "Ed25519", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 )
 _TYPES: Final = frozenset({"jwt", "at+jwt"})
+GET_THE_JWT: Final = (
+    "get the JWT from Better Auth's jwt plugin: `authClient.token()` in the browser, the `set-auth-jwt` header "
+    "of a session fetch, or `auth.api.getToken({ headers })` on the server"
+)
+# What a frontend sends when the variable meant to hold the token is empty.
+_NOT_SET: Final = frozenset({"undefined", "null", "none", "nil", '""', "''"})
+# Better Auth's session cookie: `better-auth.session_token`, with `__Secure-` over https, or another prefix.
+_SESSION_COOKIE: Final = re.compile(r"(?:__Secure-)?[\w.-]+\.session_token")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,10 +84,13 @@ class TokenVerifier:
     """Verifies bearer tokens against the settings; one per application."""
 
     def __init__(self, settings: Settings, *, keys: KeyCache | None = None) -> None:
-        self.keys = keys or KeyCache(settings.jwks_url)
+        self.keys = keys or KeyCache(settings.jwks_url, setting=settings.setting_for("BETTER_AUTH_JWKS_URL"))
         self._secret = OctKey.import_key(settings.secret.reveal()) if settings.secret else None
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
+        self._issuer_setting = settings.setting_for("JWT_ISSUER")
+        self._audience_setting = settings.setting_for("JWT_AUDIENCE")
+        self._production = settings.is_production
         self._registries = {alg: _Registry(algorithms=[alg]) for alg in _ASYMMETRIC | {"HS256"}}
 
     async def aclose(self) -> None:
@@ -90,6 +103,7 @@ class TokenVerifier:
         header = _header(token)
         alg: str = header["alg"]
         key = await self._key_for(alg, header.get("kid"), token)
+        claims: dict[str, Any] = {}
         try:
             claims = jwt.decode(token, key, algorithms=[alg], registry=self._registries[alg]).claims
             self._claims_registry().validate(claims)
@@ -100,7 +114,7 @@ class TokenVerifier:
         except BadSignatureError:
             raise _invalid("The token's signature does not verify") from None
         except (InvalidClaimError, MissingClaimError) as error:
-            raise _invalid(self._claim_message(error)) from None
+            raise _invalid(self._claim_message(error, claims)) from None
         except (JoseError, ValueError, TypeError, KeyError, RecursionError) as error:
             # RecursionError: a payload nested deeper than json.loads can follow.
             raise _invalid(f"The token cannot be decoded ({type(error).__name__})") from None
@@ -117,11 +131,9 @@ class TokenVerifier:
             raise _invalid("The token's kid is not a string")
         try:
             found = await self.keys.get(kid, issued_at=lambda: _issued_at(token))
-        except ProviderUnavailableError:
+        except ProviderUnavailableError as error:
             raise ServiceUnavailableError(
-                "The auth provider's keys cannot be fetched right now; retry shortly",
-                code="AUTH_PROVIDER_UNAVAILABLE",
-                retry_after=10,  # the KeyCache refetches unknown kids at most every 10 s
+                self._unavailable_detail(error), code="AUTH_PROVIDER_UNAVAILABLE", retry_after=self.keys.retry_after()
             ) from None
         if found is None:
             if kid is None:
@@ -141,14 +153,24 @@ class TokenVerifier:
             sub={"essential": True},
         )
 
-    def _claim_message(self, error: InvalidClaimError | MissingClaimError) -> str:
+    def _unavailable_detail(self, error: ProviderUnavailableError) -> str:
+        """The 503's detail: in development the URL tried, the cause and the fix; in production only the kind.
+
+        Production keeps its provider's address to its log: anyone can send a token with a new kid.
+        """
+        retry = "; retry shortly" if error.retryable else ""
+        if self._production:
+            return f"The auth provider's keys cannot be fetched ({error.code}; the server log says why){retry}"
+        return f"Cannot fetch the auth provider's keys: {error.message}. Fix: {error.fix}"
+
+    def _claim_message(self, error: InvalidClaimError | MissingClaimError, claims: dict[str, Any]) -> str:
         claim = error.claim
         if isinstance(error, MissingClaimError):
             return f"The token lacks the claim(s) {claim}"
         if claim == "iss":
-            return f"The token's issuer is not {self._issuer} (JWT_ISSUER)"
+            return _mismatch("issuer", claims.get("iss"), self._issuer, self._issuer_setting)
         if claim == "aud":
-            return f"The token's audience does not include {self._audience} (JWT_AUDIENCE)"
+            return _mismatch("audience", claims.get("aud"), self._audience, self._audience_setting)
         if claim in ("nbf", "iat"):
             return f"The token is not valid yet ({claim} is in the future)"
         return f"The token's {claim} claim is invalid"
@@ -158,9 +180,7 @@ async def authenticate(request: Request) -> Principal:
     """The caller of `request`, from exactly one `Authorization: Bearer` header."""
     headers = request.headers.getlist("authorization")
     if not headers:
-        raise UnauthorizedError(
-            "Send the Better Auth token as Authorization: Bearer <token>", code="TOKEN_MISSING", oauth_error=None
-        )
+        raise UnauthorizedError(_missing_detail(request), code="TOKEN_MISSING", oauth_error=None)
     if len(headers) > 1:
         raise UnauthorizedError("Send one Authorization header, not several", oauth_error="invalid_request")
     scheme, _, token = headers[0].strip().partition(" ")
@@ -173,7 +193,38 @@ async def authenticate(request: Request) -> Principal:
     return await verifier.verify(token)
 
 
+def _missing_detail(request: Request) -> str:
+    sent = "Send the Better Auth token as Authorization: Bearer <token>"
+    cookies = sorted(name for name in request.cookies if _SESSION_COOKIE.fullmatch(name))
+    if not cookies:
+        return sent
+    return (
+        f"No Authorization header; the request carries Better Auth's session cookie ({cookies[0]}), which this API "
+        f"ignores. {sent}: {GET_THE_JWT}"
+    )
+
+
+def _mismatch(name: str, carried: object, expected: str, setting: str) -> str:
+    """An iss/aud mismatch: the value the token carries, the one expected, and the setting to change."""
+    if setting == "BETTER_AUTH_URL":
+        source = "the origin of BETTER_AUTH_URL"
+        fix = "use the same BETTER_AUTH_URL here and in the frontend (`localhost` and `127.0.0.1` differ)"
+    else:
+        source = setting
+        fix = f"set {setting} to the {name} Better Auth signs with, or remove it to follow BETTER_AUTH_URL"
+    return f"The token's {name} is {_shown(carried)}, but this backend expects {expected!r} ({source}); {fix}"
+
+
+def _shown(value: object) -> str:
+    """A claim's value for a message: attacker-controlled, so escaped and shortened."""
+    if isinstance(value, str):
+        return quoted(value, 100)
+    return json.dumps(value, default=str)[:100]  # ASCII: control characters come out escaped
+
+
 def _header(token: str) -> dict[str, Any]:
+    if token.count(".") != 2:
+        raise _invalid(_not_a_jwt(token))
     try:
         header = extract_compact(token.encode("ascii")).headers()
     except (JoseError, ValueError, TypeError, UnicodeError, AttributeError) as error:
@@ -185,6 +236,15 @@ def _header(token: str) -> dict[str, Any]:
     if typ is not None and (not isinstance(typ, str) or typ.lower() not in _TYPES):
         raise _invalid("The token's typ is not JWT")
     return dict(header)
+
+
+def _not_a_jwt(token: str) -> str:
+    if token.lower() in _NOT_SET:
+        return f"The bearer token is the text {token!r}: the variable meant to hold the token is empty; {GET_THE_JWT}"
+    return (
+        f"The token is not a compact JWT (three base64url parts joined by dots; this has {token.count('.') + 1}). "
+        f"A Better Auth session token is not a JWT: {GET_THE_JWT}"
+    )
 
 
 def _issued_at(token: str) -> float | None:

@@ -3,7 +3,7 @@
     AppError                      a failure a user can cause; has a stable `code`
     ├── SettingsError             CONFIG_INVALID: every bad setting at once
     ├── DatabaseURLError          DATABASE_URL_INVALID
-    ├── PortInUseError            PORT_IN_USE (backend/server.py raises it)
+    ├── PortInUseError            PORT_IN_USE, PORT_EXCLUDED (backend/diagnostics/port_check.py)
     ├── DatabaseUnreachableError  DB_*: connecting failed, classified
     └── ApiError                  answered to an HTTP client as problem+json
         ├── MalformedJSONError       400 INVALID_JSON
@@ -40,6 +40,8 @@ from backend.logs import REQUEST_ID
 logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+# Every problem's `type` starts with this: it is also how an answer is known to come from this backend.
+PROBLEM_TYPE_PREFIX = "urn:todo-backend:problem:"
 
 
 def quoted(value: str, limit: int = 40) -> str:
@@ -208,7 +210,7 @@ def problem_response(
     extra: Mapping[str, Any] | None = None,
 ) -> Response:
     body: dict[str, Any] = {
-        "type": f"urn:todo-backend:problem:{code.lower().replace('_', '-')}",
+        "type": f"{PROBLEM_TYPE_PREFIX}{code.lower().replace('_', '-')}",
         "title": HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
@@ -216,6 +218,15 @@ def problem_response(
     }
     body.update(extra or {})
     return Response(_ENCODER.encode(body), status, headers=dict(headers or {}), media_type=PROBLEM_CONTENT_TYPE)
+
+
+def is_own_problem(body: bytes) -> bool:
+    """Whether an HTTP answer's body is a problem+json of this backend (any copy of it, any version)."""
+    try:
+        document = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return isinstance(document, dict) and str(document.get("type", "")).startswith(PROBLEM_TYPE_PREFIX)
 
 
 async def handle_api_error(request: Request, exc: Exception) -> Response:

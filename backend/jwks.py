@@ -1,4 +1,4 @@
-"""Better Auth's public keys: fetched from its JWKS endpoint, cached by `kid`.
+"""Better Auth's public keys: read from its JWKS endpoint (backend/keyset.py), cached by `kid`.
 
 Better Auth sends no cache headers and rotates keys by adding a new `kid`.
 So keys are kept until a token names a `kid` we do not hold; then the set is
@@ -7,7 +7,9 @@ arrive (concurrent callers share one fetch). Anyone can send unknown kids, so
 the window may have just been used when a genuinely rotated key shows up: a
 token issued after our last read of the set then waits for the window to
 reopen (at most `refetch_interval`) instead of being refused, still without
-more than one fetch per window. A set older than `max_age` is
+more than one fetch per window. Until a set has been read once, the window
+is `cold_refetch_interval` (1 s) instead: Better Auth started after the
+backend must not cost 10 s of 503s. A set older than `max_age` is
 refreshed on the next use; if the provider is down then, the cached keys keep
 working. A `kid` that cannot be resolved because the provider is down is a 503
 (`ProviderUnavailableError`), not a 401: the token may be perfectly valid.
@@ -17,123 +19,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
+import math
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Final
 
-import httpx
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, Key, OKPKey, RSAKey, import_key
+from backend.keyset import ProviderUnavailableError, VerificationKey, new_client, read_key_set
 
 logger = logging.getLogger(__name__)
 
-MAX_JWKS_BYTES: Final = 1024 * 1024
-
-# Algorithms per key type; the token's `alg` must be one of its key's.
-_RSA_ALGORITHMS: Final = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
-_EC_ALGORITHMS: Final = {"P-256": ("ES256",), "P-384": ("ES384",), "P-521": ("ES512",)}
-# Better Auth writes "EdDSA" for Ed25519; RFC 9864 names the same thing "Ed25519".
-_OKP_ALGORITHMS: Final = {"Ed25519": ("EdDSA", "Ed25519")}
-
-
-class ProviderUnavailableError(Exception):
-    """The JWKS endpoint could not be read (down, slow, or not a key set)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class VerificationKey:
-    kid: str | None
-    key: Key
-    algorithms: tuple[str, ...]
-
-
-def usable_key(data: Mapping[str, Any]) -> VerificationKey | str:
-    """A verification key from one JWK, or the reason it cannot be used."""
-    kty = data.get("kty")
-    if kty == "oct":
-        return "is a symmetric (oct) key, which a public key set must never carry"
-    if data.get("use") not in (None, "sig"):
-        return f"is for use {data.get('use')!r}, not signatures"
-    try:
-        key = import_key(dict(data))
-    except (JoseError, ValueError, TypeError, KeyError) as error:
-        return f"cannot be imported ({type(error).__name__}: {error})"
-    algorithms = _algorithms_for(key)
-    if not algorithms:
-        return f"has an unsupported key type {kty!r} / curve {data.get('crv')!r}"
-    declared = data.get("alg")
-    if declared is not None:
-        if declared not in algorithms:
-            return f"declares alg {declared!r}, which does not fit a {kty} key"
-        algorithms = (declared,) if declared not in ("EdDSA", "Ed25519") else algorithms
-    kid = data.get("kid")
-    return VerificationKey(kid if isinstance(kid, str) else None, key, algorithms)
-
-
-def _algorithms_for(key: Key) -> tuple[str, ...]:
-    if isinstance(key, RSAKey):
-        return _RSA_ALGORITHMS
-    if isinstance(key, ECKey):
-        return _EC_ALGORITHMS.get(key.curve_name, ())
-    if isinstance(key, OKPKey):
-        return _OKP_ALGORITHMS.get(key.curve_name, ())
-    return ()
-
-
-def parse_key_set(document: Any) -> tuple[dict[str | None, VerificationKey], list[str]]:
-    """Usable keys by kid, and a reason for each key that was skipped."""
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise ProviderUnavailableError('the JWKS answer is not a JSON object with a "keys" list')
-    keys: dict[str | None, VerificationKey] = {}
-    skipped: list[str] = []
-    for index, item in enumerate(document["keys"]):
-        result = usable_key(item) if isinstance(item, dict) else "is not a JSON object"
-        if isinstance(result, str):
-            skipped.append(f"key {index} ({item.get('kid') if isinstance(item, dict) else '?'}) {result}")
-        else:
-            keys[result.kid] = result
-    return keys, skipped
-
-
-async def fetch_key_set(client: httpx.AsyncClient, url: str) -> dict[str | None, VerificationKey]:
-    """GET the key set; raise `ProviderUnavailableError` with the reason on any failure."""
-    try:
-        async with client.stream("GET", url, headers={"Accept": "application/json"}) as response:
-            body = await _read_capped(response)
-    except httpx.HTTPError as error:
-        raise ProviderUnavailableError(f"GET {url} failed: {type(error).__name__}: {error}") from None
-    if response.status_code != 200:
-        raise ProviderUnavailableError(f"GET {url} answered HTTP {response.status_code}")
-    try:
-        document = httpx.Response(200, content=body).json()
-    except (ValueError, RecursionError):
-        # RecursionError: JSON nested deeper than the interpreter's recursion limit.
-        raise ProviderUnavailableError(f"GET {url} did not answer JSON") from None
-    keys, skipped = parse_key_set(document)
-    for reason in skipped:
-        logger.warning("JWKS %s: skipped %s", url, reason)
-    if not keys:
-        raise ProviderUnavailableError(f"GET {url} holds no usable signing key")
-    return keys
-
-
-async def _read_capped(response: httpx.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_JWKS_BYTES:
-            raise httpx.DecodingError(f"answer larger than {MAX_JWKS_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+# Until a key set has been loaded once, a failed fetch is retried after this
+# long instead of `refetch_interval`: the provider just started (Better Auth
+# after the backend) must not cost its first users 10 s of 503s, while a flood
+# of tokens against a provider that is down still makes one fetch a second.
+COLD_REFETCH_INTERVAL: Final = 1.0
 
 
 class KeyCache:
     """The provider's keys by kid, refetched on an unknown kid at a bounded rate.
 
-    `timeout` bounds a whole fetch, not just each read of it.
+    `timeout` bounds a whole fetch, not just each read of it. `setting` is the
+    setting a failure's fix names (the one the user set).
     """
 
     def __init__(
@@ -142,14 +49,19 @@ class KeyCache:
         *,
         timeout: float = 3.0,
         refetch_interval: float = 10.0,
+        cold_refetch_interval: float = COLD_REFETCH_INTERVAL,
         max_age: float = 300.0,
+        setting: str = "BETTER_AUTH_URL",
     ) -> None:
         self.url = url
         self.timeout = timeout
         self.refetch_interval = refetch_interval
+        self.cold_refetch_interval = cold_refetch_interval
         self.max_age = max_age
-        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=True)
+        self.setting = setting
+        self._client = new_client(timeout, url)
         self._keys: dict[str | None, VerificationKey] = {}
+        self._loaded = False  # whether a key set was ever read
         self._fetched_at = 0.0  # when the keys were last read successfully
         self._fetched_wall = 0.0  # the same moment by the wall clock, to compare with a token's iat
         self._attempted_at = -float("inf")  # when a fetch last started
@@ -198,6 +110,10 @@ class KeyCache:
             self._background.add_done_callback(self._forget_background)
         return found
 
+    def retry_after(self) -> int:
+        """Whole seconds until a request may fetch the keys again (at least 1): a 503's Retry-After."""
+        return max(1, math.ceil(self._window_opens_in()))
+
     def _lookup(self, kid: str | None) -> VerificationKey | None:
         if kid is None and len(self._keys) == 1:
             # A token without kid can only mean the provider's one key.
@@ -208,8 +124,11 @@ class KeyCache:
         iat = issued_at() if issued_at is not None else None
         return iat is not None and iat > self._fetched_wall
 
+    def _interval(self) -> float:
+        return self.refetch_interval if self._loaded else min(self.refetch_interval, self.cold_refetch_interval)
+
     def _window_opens_in(self) -> float:
-        return max(0.0, self._attempted_at + self.refetch_interval - time.monotonic())
+        return max(0.0, self._attempted_at + self._interval() - time.monotonic())
 
     def _stale(self) -> bool:
         return time.monotonic() - self._fetched_at > self.max_age
@@ -219,8 +138,7 @@ class KeyCache:
         async with self._lock:
             # Callers that queued behind a fetch (even one already under way when
             # they arrived) use its result instead of fetching again.
-            due = time.monotonic() - self._attempted_at >= self.refetch_interval
-            if self._completed == completed and due:
+            if self._completed == completed and self._window_opens_in() == 0:
                 await self._fetch()
         if required and self._last_error is not None:
             raise self._last_error
@@ -229,23 +147,30 @@ class KeyCache:
         self._attempted_at = time.monotonic()
         self.fetch_count += 1
         try:
-            self._keys = await self._fetch_in_time()
+            key_set = await read_key_set(self._client, self.url, seconds=self.timeout, setting=self.setting)
         except ProviderUnavailableError as error:
-            logger.warning("Cannot refresh signing keys: %s", error)
+            if self._loaded:
+                error = _as_outage(error)
+            logger.warning("Cannot fetch the signing keys: %s. Fix: %s", error.message, error.fix)
             self._last_error = error
             return
         finally:
             self._completed += 1
+        self._keys = key_set.keys
+        self._loaded = True
         self._last_error = None
         self._fetched_at = time.monotonic()
         self._fetched_wall = time.time()
-        logger.info("Loaded %d signing key(s) from %s", len(self._keys), self.url)
+        logger.info("Loaded %d signing key(s) from %s", len(self._keys), key_set.url)
 
-    async def _fetch_in_time(self) -> dict[str | None, VerificationKey]:
-        # httpx's timeout bounds each read, not the whole answer: a provider that drips
-        # bytes would otherwise hold the lock, and every request queued on it, for ages.
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await fetch_key_set(self._client, self.url)
-        except TimeoutError:
-            raise ProviderUnavailableError(f"GET {self.url} did not answer within {self.timeout:g}s") from None
+
+def _as_outage(error: ProviderUnavailableError) -> ProviderUnavailableError:
+    """A provider that served keys before and is unreachable now is restarting, not misconfigured."""
+    if error.code != "AUTH_JWKS_UNREACHABLE" or error.retryable:
+        return error
+    return ProviderUnavailableError(
+        error.message,
+        code=error.code,
+        fix="it served keys before, so it is likely restarting: retry shortly, and start it if it stays down",
+        retryable=True,
+    )

@@ -28,7 +28,6 @@ cause is printed as one line with its fix) or was forced to stop.
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import logging
 import os
@@ -44,6 +43,8 @@ from hypercorn.typing import ASGIFramework
 from starlette.applications import Starlette
 
 from backend.app import create_app
+from backend.diagnostics.auth_check import log_auth_check
+from backend.diagnostics.port_check import listen_error
 from backend.diagnostics.ports import HIGHEST_PORT, NoFreePortError, ipv6_available, open_listener, port_holders
 from backend.errors import AppError, PortInUseError, SettingsError
 from backend.http1 import serve_http1_only
@@ -56,10 +57,6 @@ logger = logging.getLogger(__name__)
 AUTO_PORT_ATTEMPTS: Final = 100
 
 T = TypeVar("T")
-
-
-class ListenError(AppError):
-    code = "LISTEN_FAILED"
 
 
 def main() -> int:
@@ -175,27 +172,10 @@ def _shown(host: str, port: int) -> str:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    shown = _shown(host, port)
     try:
         return open_listener(host, port)
     except OSError as error:
-        if error.errno == errno.EADDRINUSE:
-            holders = port_holders(port) or []
-            holder = ", ".join(h.describe() for h in holders) or "another process"
-            raise PortInUseError(
-                f"Cannot listen on {shown}: address already in use by {holder}",
-                f"Run `inv free-port --port {port} --kill` to stop it,"
-                " `inv run --port auto` to take the next free port, or set PORT",
-            ) from None
-        if error.errno == errno.EACCES:
-            raise ListenError(
-                f"Cannot listen on {shown}: permission denied (ports below 1024 need privileges)",
-                "set PORT to 1024 or above, e.g. 8000",
-            ) from None
-        raise ListenError(
-            f"Cannot listen on {shown}: {error.strerror or error}",
-            "set HOST to an address of this machine, e.g. 127.0.0.1 or 0.0.0.0",
-        ) from None
+        raise listen_error(host, port, error) from None
 
 
 class _BoundConfig(Config):
@@ -238,12 +218,17 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> int:
     stop = asyncio.Event()
     fatal: list[AppError] = []
 
+    checks: list[asyncio.Task[None]] = []
+
     def on_fatal(error: AppError) -> None:
         fatal.append(error)
         stop.set()
 
+    def on_ready() -> None:  # then say what Better Auth's key URL answers (it may start after us)
+        checks.append(asyncio.create_task(log_auth_check(settings)))
+
     _stop_on_signals(stop, settings.graceful_timeout)
-    app = create_app(settings, on_fatal=on_fatal)
+    app = create_app(settings, on_fatal=on_fatal, on_ready=on_ready)
     config = hypercorn_config(settings, sockets)
     # The same ASGI protocol: Starlette types it with mappings, Hypercorn with TypedDicts.
     await hypercorn_serve(cast(ASGIFramework, app), config, shutdown_trigger=stop.wait)
@@ -365,6 +350,7 @@ async def _serve_until_ready(settings: Settings, sockets: list[socket.socket]) -
     config = hypercorn_config(settings, [sock.dup() for sock in sockets])
     # Only the workers announce "Running on ...": one line per worker, as before.
     config.errorlog = _STARTUP_LOG
+    checking = asyncio.create_task(log_auth_check(settings))  # the workers do not check again
     await hypercorn_serve(cast(ASGIFramework, app), config, shutdown_trigger=stop.wait)
     if not outcome:
         logger.info("Stopped cleanly")
@@ -373,6 +359,7 @@ async def _serve_until_ready(settings: Settings, sockets: list[socket.socket]) -
     if error is not None:
         report(error)
         return 1
+    await checking  # bounded by the check's own timeout
     return None
 
 

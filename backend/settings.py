@@ -91,10 +91,20 @@ class Settings:
     db_query_timeout: float = 10.0
     db_connect_retry_seconds: float = 60.0
     graceful_timeout: float = 10.0
+    # The settings given a value (environment or `.env`): messages name what the user set.
+    # Where a value came from is not part of the value: settings compare equal without it.
+    explicit: frozenset[str] = dataclasses.field(default=frozenset(), compare=False)
 
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
+
+    def setting_for(self, name: str) -> str:
+        """The setting to name in a fix about `name` (JWT_ISSUER, JWT_AUDIENCE, BETTER_AUTH_JWKS_URL).
+
+        Itself when the user set it; otherwise BETTER_AUTH_URL, which it derives from.
+        """
+        return name if name in self.explicit else "BETTER_AUTH_URL"
 
     def __repr__(self) -> str:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -191,6 +201,7 @@ def build_settings(lookup: Lookup, *, create_dev_secret: bool = False) -> Settin
     secret = reader.secret("BETTER_AUTH_SECRET")
     values["secret"] = secret
     values["secret_weakness"] = (weakness(secret.reveal()) or "") if secret is not None else ""
+    values["explicit"] = frozenset(name for name in SETTING_NAMES if reader.raw(name) is not None)
     if app_env == "production":
         _check_production(reader, values)
     if reader.problems:

@@ -7,6 +7,7 @@ is the deliberate 503 when the provider's keys cannot be fetched.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -20,6 +21,7 @@ from joserfc import jwt
 from joserfc.jwk import Key, OctKey
 
 from backend.auth import MAX_TOKEN_LENGTH
+from backend.settings import Settings
 from tests.conftest import SECRET, Tokens
 from tests.support.jwks_server import JWKSServer, generate_key, sign
 from tests.support.tokens import (
@@ -32,6 +34,7 @@ from tests.support.tokens import (
     hmac_token,
     me,
     provider_key,
+    running_client,
 )
 
 PROBLEM = "application/problem+json"
@@ -179,6 +182,55 @@ async def test_malformed_authorization_header_is_invalid_request(client: httpx.A
     assert "Bearer <token>" in problem["detail"]
 
 
+GET_THE_JWT = (
+    "get the JWT from Better Auth's jwt plugin: `authClient.token()` in the browser, the `set-auth-jwt` header "
+    "of a session fetch, or `auth.api.getToken({ headers })` on the server"
+)
+
+
+@pytest.mark.parametrize("value", ["undefined", "null"])
+async def test_bearer_of_an_empty_variable_says_how_to_get_the_jwt(client: httpx.AsyncClient, value: str) -> None:
+    response = await client.get("/api/me", headers={"Authorization": f"Bearer {value}"})
+
+    problem = assert_unauthorized(response)
+    assert problem["detail"] == (
+        f"The bearer token is the text '{value}': the variable meant to hold the token is empty; {GET_THE_JWT}"
+    )
+
+
+async def test_better_auth_session_token_as_bearer_says_how_to_get_the_jwt(client: httpx.AsyncClient) -> None:
+    session_token = "x3GvQ0PLyWc5aJ8hZtN2sUeR6mKd9FbA"  # the shape of Better Auth's session tokens
+
+    response = await client.get("/api/me", headers={"Authorization": f"Bearer {session_token}"})
+
+    problem = assert_unauthorized(response)
+    assert problem["detail"] == (
+        "The token is not a compact JWT (three base64url parts joined by dots; this has 1). "
+        f"A Better Auth session token is not a JWT: {GET_THE_JWT}"
+    )
+    assert session_token not in response.text
+
+
+@pytest.mark.parametrize("cookie", ["better-auth.session_token", "__Secure-better-auth.session_token"])
+async def test_session_cookie_without_authorization_says_it_is_ignored(client: httpx.AsyncClient, cookie: str) -> None:
+    response = await client.get("/api/me", headers={"Cookie": f"{cookie}=abc.def; theme=dark"})
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == CHALLENGE
+    problem = response.json()
+    assert problem["code"] == "TOKEN_MISSING"
+    assert problem["detail"] == (
+        f"No Authorization header; the request carries Better Auth's session cookie ({cookie}), which this API "
+        f"ignores. Send the Better Auth token as Authorization: Bearer <token>: {GET_THE_JWT}"
+    )
+
+
+async def test_other_cookies_without_authorization_get_the_plain_token_missing(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/me", headers={"Cookie": "theme=dark"})
+
+    assert response.json()["detail"] == "Send the Better Auth token as Authorization: Bearer <token>"
+
+
 async def test_two_authorization_headers_are_invalid_request(client: httpx.AsyncClient, tokens: Tokens) -> None:
     token = tokens.signed("alice")
     headers = [("Authorization", f"Bearer {token}"), ("Authorization", f"Bearer {token}")]
@@ -218,22 +270,55 @@ async def test_token_issued_far_in_the_future_is_401(client: httpx.AsyncClient, 
     assert_unauthorized(response, detail="iat is in the future")
 
 
-async def test_wrong_issuer_is_401_naming_jwt_issuer(client: httpx.AsyncClient, tokens: Tokens) -> None:
-    response = await me(client, tokens.signed("alice", iss="https://evil.example"))
+async def test_wrong_issuer_shows_both_issuers_and_names_better_auth_url(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    response = await me(client, tokens.signed("alice", iss="http://127.0.0.1:3000"))
 
-    assert_unauthorized(response, detail="issuer is not http://localhost:3000 (JWT_ISSUER)")
+    problem = assert_unauthorized(response)
+    assert problem["detail"] == (
+        "The token's issuer is 'http://127.0.0.1:3000', but this backend expects 'http://localhost:3000' "
+        "(the origin of BETTER_AUTH_URL); use the same BETTER_AUTH_URL here and in the frontend "
+        "(`localhost` and `127.0.0.1` differ)"
+    )
 
 
-async def test_wrong_audience_is_401_naming_jwt_audience(client: httpx.AsyncClient, tokens: Tokens) -> None:
+async def test_wrong_audience_shows_both_audiences_and_names_better_auth_url(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
     response = await me(client, tokens.signed("alice", aud="https://other.example"))
 
-    assert_unauthorized(response, detail="audience does not include http://localhost:3000 (JWT_AUDIENCE)")
+    assert_unauthorized(
+        response,
+        detail="audience is 'https://other.example', but this backend expects 'http://localhost:3000' "
+        "(the origin of BETTER_AUTH_URL); use the same BETTER_AUTH_URL",
+    )
 
 
-async def test_aud_list_without_our_audience_is_401(client: httpx.AsyncClient, tokens: Tokens) -> None:
+async def test_aud_list_without_our_audience_is_401_showing_the_list(client: httpx.AsyncClient, tokens: Tokens) -> None:
     response = await me(client, tokens.signed("alice", aud=["https://a.example", "https://b.example"]))
 
-    assert_unauthorized(response, detail="JWT_AUDIENCE")
+    assert_unauthorized(response, detail='audience is ["https://a.example", "https://b.example"], but this backend')
+
+
+@pytest.mark.parametrize(("claim", "name"), [("iss", "issuer"), ("aud", "audience")])
+async def test_mismatch_names_jwt_issuer_or_audience_when_that_was_set(
+    settings: Settings, tokens: Tokens, claim: str, name: str
+) -> None:
+    setting = {"iss": "JWT_ISSUER", "aud": "JWT_AUDIENCE"}[claim]
+    configured = dataclasses.replace(
+        settings, jwt_issuer="https://issuer.example", jwt_audience="todo-api", explicit=frozenset({setting})
+    )
+    expected = {"iss": "https://issuer.example", "aud": "todo-api"}[claim]
+    claims = {"iss": "https://issuer.example", "aud": "todo-api", claim: "x"}
+    async with running_client(configured) as client:
+        response = await me(client, tokens.signed("alice", **claims))
+
+    assert_unauthorized(
+        response,
+        detail=f"The token's {name} is 'x', but this backend expects '{expected}' ({setting}); set {setting} to the "
+        f"{name} Better Auth signs with, or remove it to follow BETTER_AUTH_URL",
+    )
 
 
 @pytest.mark.parametrize("claim", ["sub", "exp", "iss", "aud"])
@@ -511,7 +596,7 @@ async def test_rejected_token_is_not_logged_but_the_reason_is(
     response = await me(client, token)
 
     assert_unauthorized(response)
-    assert "issuer is not http://localhost:3000" in caplog.text
+    assert "issuer is 'https://evil.example', but this backend expects 'http://localhost:3000'" in caplog.text
     assert token not in caplog.text
     for part in token.split("."):
         assert part not in caplog.text

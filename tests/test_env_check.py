@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -30,7 +31,7 @@ from backend.diagnostics.report import ReportOptions, run_checks
 from backend.diagnostics.results import Result, exit_status, render_json, render_text
 from backend.diagnostics.settings_check import check_settings
 from backend.migrations import LATEST_VERSION
-from backend.settings import SETTING_NAMES, Secret, Settings
+from backend.settings import SETTING_NAMES, Secret, Settings, build_settings
 from tests.conftest import ROOT, SECRET
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import free_port, hold_port, stop_process
@@ -197,9 +198,18 @@ async def test_unreachable_jwks_on_this_machine_is_a_warning_in_development() ->
 
     results = await check_auth(Settings(jwks_url=url))
 
-    assert [(r.status, r.code) for r in results] == [("warn", "AUTH_JWKS_UNREACHABLE")]
-    assert results[0].message.startswith(f"GET {url} failed: ConnectError: ")
-    assert results[0].fix.startswith("start the frontend (`npm run dev`)")
+    assert findings(results) == [
+        (
+            "warn",
+            "AUTH_JWKS_UNREACHABLE",
+            f"GET {url} failed: connection refused (nothing listens on {urlsplit(url).netloc}); "
+            "requests with tokens will get 503 until it answers",
+        )
+    ]
+    assert results[0].fix == (
+        "start the frontend (`npm run dev`) so Better Auth serves its keys, or set BETTER_AUTH_URL to the address "
+        "it runs at (the same value as in the frontend's .env)"
+    )
 
 
 async def test_unreachable_jwks_fails_in_production() -> None:
@@ -215,8 +225,10 @@ async def test_jwks_host_that_does_not_exist_fails() -> None:
 
     results = await check_auth(Settings(jwks_url=url))
 
-    assert [(r.status, r.code) for r in results] == [("fail", "AUTH_JWKS_UNREACHABLE")]
-    assert results[0].message.startswith(f"GET {url} failed: ConnectError: ")
+    assert findings(results) == [
+        ("fail", "AUTH_JWKS_UNREACHABLE", f"GET {url} failed: the host 'auth.example.invalid' is not known (DNS)")
+    ]
+    assert results[0].fix == "fix the host name in BETTER_AUTH_URL"
 
 
 async def test_jwks_that_does_not_answer_in_time_is_unreachable(silent_port: int) -> None:
@@ -295,6 +307,70 @@ async def test_shared_secret_beside_working_jwks_is_ok(jwks: JWKSServer) -> None
     assert findings(results) == [
         ("ok", "OK", f"{jwks.url}: 3 usable key(s) (ES256, EdDSA, RS256); HS256 with BETTER_AUTH_SECRET too")
     ]
+
+
+async def test_jwks_redirected_to_another_origin_fails_naming_status_and_location() -> None:
+    origin, elsewhere = JWKSServer(), JWKSServer()
+    elsewhere.add_key("EdDSA", "attacker-1")
+    location = f"http://localhost:{elsewhere.port}/api/auth/jwks"
+    origin.redirects["/api/auth/jwks"] = (302, location)
+    try:
+        results = await check_auth(Settings(jwks_url=origin.url))
+    finally:
+        origin.close()
+        elsewhere.close()
+
+    assert findings(results) == [
+        (
+            "fail",
+            "AUTH_JWKS_REDIRECTED",
+            f"GET {origin.url} answered HTTP 302 with Location '{location}', another origin than {origin.base_url}; "
+            "keys are never fetched from another origin",
+        )
+    ]
+    assert elsewhere.requests == 0
+
+
+async def test_fixes_name_better_auth_url_when_the_jwks_url_is_derived_from_it() -> None:
+    base = f"http://127.0.0.1:{closed_port()}"
+    settings = build_settings({"BETTER_AUTH_URL": base, "BETTER_AUTH_SECRET": SECRET}.get)
+
+    results = await check_auth(settings)
+
+    assert [(r.status, r.code) for r in results] == [("warn", "AUTH_JWKS_UNREACHABLE"), ("warn", "AUTH_SECRET_ONLY")]
+    assert results[0].fix.endswith(
+        "set BETTER_AUTH_URL to the address it runs at (the same value as in the frontend's .env)"
+    )
+    assert results[1].fix.startswith("make BETTER_AUTH_URL lead to Better Auth's keys")
+    assert "BETTER_AUTH_JWKS_URL" not in results[0].fix + results[1].fix
+
+
+async def test_fixes_name_better_auth_jwks_url_when_that_was_set() -> None:
+    url = f"http://127.0.0.1:{closed_port()}/keys"
+    settings = build_settings({"BETTER_AUTH_JWKS_URL": url, "BETTER_AUTH_SECRET": SECRET}.get)
+
+    results = await check_auth(settings)
+
+    assert results[0].fix.endswith("or set BETTER_AUTH_JWKS_URL to the address it runs at")
+    assert results[1].fix.startswith("make BETTER_AUTH_JWKS_URL lead to Better Auth's keys")
+
+
+async def test_jwks_url_on_this_backends_own_port_is_named_as_such() -> None:
+    port = closed_port()
+    url = f"http://localhost:{port}/api/auth/jwks"
+
+    results = await check_auth(build_settings({"BETTER_AUTH_URL": f"http://localhost:{port}", "PORT": str(port)}.get))
+
+    assert [(r.status, r.code, r.fix) for r in results] == [
+        (
+            "fail",
+            "AUTH_JWKS_IS_THIS_BACKEND",
+            "set BETTER_AUTH_URL to the frontend's address, where Better Auth runs (e.g. http://localhost:3000), "
+            "not ours",
+        )
+    ]
+    assert results[0].message.startswith(f"GET {url} failed: connection refused")
+    assert results[0].message.endswith(f"; that is this backend's own port (PORT={port})")
 
 
 # database (SQLite; PostgreSQL in test_dberrors.py)

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
+import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,9 +19,10 @@ import pytest
 from joserfc import jwt
 from starlette.applications import Starlette
 
-from backend.jwks import MAX_JWKS_BYTES
+from backend.jwks import COLD_REFETCH_INTERVAL
+from backend.keyset import MAX_JWKS_BYTES
 from backend.settings import Settings
-from tests.conftest import Tokens
+from tests.conftest import Tokens, ready_server
 from tests.support.jwks_server import JWKSServer, generate_key, sign
 from tests.support.tokens import (
     assert_provider_unavailable,
@@ -27,6 +31,7 @@ from tests.support.tokens import (
     hmac_token,
     me,
     provider_key,
+    running_client,
     use_key_cache,
 )
 
@@ -164,15 +169,16 @@ async def test_token_without_kid_is_401_when_the_provider_has_several_keys(
 # -- the provider down or serving nonsense -------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["error", "garbage"])
+@pytest.mark.parametrize(("mode", "retry"), [("error", True), ("garbage", False)])
 async def test_provider_down_with_unknown_kid_is_503_with_retry_after(
-    client: httpx.AsyncClient, tokens: Tokens, provider: JWKSServer, mode: str
+    client: httpx.AsyncClient, tokens: Tokens, provider: JWKSServer, mode: str, retry: bool
 ) -> None:
     provider.mode = mode
 
     response = await me(client, tokens.signed("alice"))
 
-    assert_provider_unavailable(response)
+    # A 500 may pass; a web page where the keys should be will not without a change of configuration.
+    assert_provider_unavailable(response, retry=retry)
 
 
 async def test_hanging_provider_is_503_after_the_timeout(
@@ -264,7 +270,7 @@ async def test_jwks_that_is_not_a_usable_key_set_is_503(
 
     response = await me(client, tokens.signed("alice"))
 
-    assert_provider_unavailable(response)
+    assert_provider_unavailable(response, retry=False)
 
 
 async def test_deeply_nested_jwks_is_503_not_500(
@@ -274,7 +280,7 @@ async def test_deeply_nested_jwks_is_503_not_500(
 
     response = await me(client, tokens.signed("alice"))
 
-    assert_provider_unavailable(response)
+    assert_provider_unavailable(response, retry=False)
 
 
 async def test_jwks_larger_than_the_cap_is_503(
@@ -286,7 +292,7 @@ async def test_jwks_larger_than_the_cap_is_503(
 
     response = await me(client, tokens.signed("alice"))
 
-    assert_provider_unavailable(response)
+    assert_provider_unavailable(response, retry=False)
 
 
 async def test_oct_key_in_the_jwks_is_never_used(
@@ -378,3 +384,302 @@ async def test_key_declaring_its_alg_accepts_only_that_alg(
 
     assert ps256.status_code == 200, ps256.text
     assert_unauthorized(rs256, detail="does not match its key (PS256)")
+
+
+# -- redirects: followed within the origin only ---------------------------------------------------
+
+
+@pytest.fixture
+def origin(jwks: JWKSServer) -> Iterator[JWKSServer]:
+    """A JWKS server of this test's own (its redirects set per test), holding the suite's keys."""
+    server = JWKSServer()
+    server.keys[:] = jwks.keys
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def attacker() -> Iterator[JWKSServer]:
+    """Another host's JWKS server, holding only the attacker's key."""
+    server = JWKSServer()
+    server.add_key("EdDSA", "attacker-1")
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_redirect_to_another_host_serving_an_attackers_key_is_refused(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    tokens: Tokens,
+    origin: JWKSServer,
+    attacker: JWKSServer,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+) -> None:
+    location = f"http://localhost:{attacker.port}/api/auth/jwks"  # another host, and another port
+    origin.redirects["/api/auth/jwks"] = (status, location)
+    await use_key_cache(app, settings, origin.url)
+    forged = sign(provider_key(attacker, "attacker-1"), "EdDSA", tokens.claims("alice"))
+
+    response = await me(client, forged)
+
+    said = (
+        f"GET {origin.url} answered HTTP {status} with Location '{location}', another origin than "
+        f"{origin.base_url}; keys are never fetched from another origin"
+    )
+    assert_provider_unavailable(response, retry=False, detail=said)
+    assert attacker.requests == 0
+    assert said in caplog.text  # the log names what came back, not only the configured URL
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.1:{attacker}/api/auth/jwks",
+        "https://127.0.0.1:{origin}/api/auth/jwks",
+        "//localhost:{origin}/x",
+        "http://[oops/api/auth/jwks",
+    ],
+    ids=["other-port", "other-scheme", "scheme-relative-other-host", "not-a-url"],
+)
+async def test_redirect_to_any_other_origin_is_refused(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    tokens: Tokens,
+    origin: JWKSServer,
+    attacker: JWKSServer,
+    target: str,
+) -> None:
+    location = target.format(attacker=attacker.port, origin=origin.port)
+    origin.redirects["/api/auth/jwks"] = (302, location)
+    await use_key_cache(app, settings, origin.url)
+
+    response = await me(client, tokens.signed("alice"))
+
+    assert_provider_unavailable(response, retry=False, detail=f"answered HTTP 302 with Location '{location}'")
+    assert attacker.requests == 0
+
+
+async def test_redirect_elsewhere_in_production_keeps_the_addresses_to_the_log(
+    settings: Settings, tokens: Tokens, origin: JWKSServer, attacker: JWKSServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    origin.redirects["/api/auth/jwks"] = (302, attacker.url)
+    production = dataclasses.replace(settings, app_env="production", jwks_url=origin.url)
+    forged = sign(provider_key(attacker, "attacker-1"), "EdDSA", tokens.claims("alice"))
+
+    async with running_client(production) as client:
+        response = await me(client, forged)
+
+    assert_provider_unavailable(response, retry=False)
+    assert response.json()["detail"] == (
+        "The auth provider's keys cannot be fetched (AUTH_JWKS_REDIRECTED; the server log says why)"
+    )
+    assert f"with Location '{attacker.url}'" in caplog.text
+    assert attacker.requests == 0
+
+
+async def test_same_origin_redirects_are_followed_up_to_three(
+    app: Starlette, client: httpx.AsyncClient, settings: Settings, tokens: Tokens, origin: JWKSServer
+) -> None:
+    origin.redirects = {
+        "/api/auth/jwks": (301, "/api/auth/jwks/"),
+        "/api/auth/jwks/": (302, f"{origin.base_url}/keys"),
+        "/keys": (308, "/keys.json"),
+    }
+    await use_key_cache(app, settings, origin.url)
+
+    response = await me(client, tokens.signed("alice"))
+
+    assert response.status_code == 200, response.text
+    assert origin.requests == 4
+
+
+async def test_a_fourth_redirect_is_refused_naming_the_last_hop(
+    app: Starlette, client: httpx.AsyncClient, settings: Settings, tokens: Tokens, origin: JWKSServer
+) -> None:
+    origin.redirects = {f"/{n}": (302, f"/{n + 1}") for n in range(1, 5)} | {"/api/auth/jwks": (302, "/1")}
+    await use_key_cache(app, settings, origin.url)
+
+    response = await me(client, tokens.signed("alice"))
+
+    assert_provider_unavailable(
+        response,
+        retry=False,
+        detail=f"GET {origin.url} was redirected more than 3 times (last to {origin.base_url}/4). "
+        "Fix: set BETTER_AUTH_URL to the address that answers the keys itself",
+    )
+
+
+# -- the 503's detail: the URL tried, the cause, the setting, and "retry" only when it helps -------
+
+
+def closed_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/api/auth/jwks"
+
+
+async def test_refused_keys_name_the_url_and_better_auth_url_and_no_retry(settings: Settings, tokens: Tokens) -> None:
+    url = closed_url()
+    async with running_client(dataclasses.replace(settings, jwks_url=url)) as client:
+        response = await me(client, tokens.signed("alice"))
+
+    assert_provider_unavailable(response, retry=False)
+    assert response.json()["detail"] == (
+        f"Cannot fetch the auth provider's keys: GET {url} failed: connection refused (nothing listens on "
+        f"{url.split('/')[2]}). Fix: start the frontend (`npm run dev`) so Better Auth serves its keys, or set "
+        "BETTER_AUTH_URL to the address it runs at (the same value as in the frontend's .env)"
+    )
+
+
+async def test_fix_names_better_auth_jwks_url_when_that_was_set(settings: Settings, tokens: Tokens) -> None:
+    url = closed_url()
+    configured = dataclasses.replace(settings, jwks_url=url, explicit=frozenset({"BETTER_AUTH_JWKS_URL"}))
+    async with running_client(configured) as client:
+        response = await me(client, tokens.signed("alice"))
+
+    assert_provider_unavailable(response, retry=False)
+    assert response.json()["detail"].endswith("or set BETTER_AUTH_JWKS_URL to the address it runs at")
+    assert "BETTER_AUTH_URL" not in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "retry", "said"),
+    [
+        (
+            "missing",
+            False,
+            "answered HTTP 404. Fix: enable Better Auth's jwt() plugin (it serves the keys at /api/auth/jwks) "
+            "and check that BETTER_AUTH_URL is its address",
+        ),
+        (
+            "garbage",
+            False,
+            "did not answer JSON. Fix: BETTER_AUTH_URL must be the address of the app that runs Better Auth "
+            "(a web page answered instead)",
+        ),
+        ("error", True, "answered HTTP 500. Fix: Better Auth failed to answer (its log says why); retry shortly"),
+    ],
+)
+async def test_answer_that_is_not_keys_names_the_cause_and_retry_only_for_5xx(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    tokens: Tokens,
+    origin: JWKSServer,
+    mode: str,
+    retry: bool,
+    said: str,
+) -> None:
+    origin.mode = mode
+    await use_key_cache(app, settings, origin.url)
+
+    response = await me(client, tokens.signed("alice"))
+
+    assert_provider_unavailable(response, retry=retry, detail=f"GET {origin.url} {said}")
+
+
+@pytest.mark.live
+async def test_keys_url_leading_to_this_backend_itself_says_so(
+    settings: Settings, tokens: Tokens, database_url: str, jwks: JWKSServer
+) -> None:
+    with ready_server(database_url, jwks) as server:
+        url = f"{server.url}/api/auth/jwks"
+        async with running_client(dataclasses.replace(settings, jwks_url=url)) as client:
+            response = await me(client, tokens.signed("alice"))
+
+    assert_provider_unavailable(
+        response,
+        retry=False,
+        detail=f"GET {url} answered HTTP 404 from this backend itself, not from Better Auth. Fix: set "
+        "BETTER_AUTH_URL to the frontend's address, where Better Auth runs (e.g. http://localhost:3000), not ours",
+    )
+
+
+async def test_provider_that_served_keys_and_then_refuses_is_an_outage_worth_retrying(
+    app: Starlette, client: httpx.AsyncClient, settings: Settings, tokens: Tokens, jwks: JWKSServer
+) -> None:
+    provider = JWKSServer()
+    provider.keys[:] = jwks.keys
+    await use_key_cache(app, settings, provider.url, refetch_interval=0.05)
+    assert (await me(client, tokens.signed("alice"))).status_code == 200
+    provider.close()
+    await asyncio.sleep(0.1)
+
+    unknown = sign(generate_key("EdDSA", "ed-new"), "EdDSA", tokens.claims("alice"))
+    response = await me(client, unknown)
+
+    assert_provider_unavailable(response, retry=True, detail="connection refused")
+    assert (await me(client, tokens.signed("alice"))).status_code == 200  # the cached keys still work
+
+
+# -- before any key was loaded: no 10 s wait, and still no flood -----------------------------------
+
+
+async def test_keys_load_as_soon_as_the_provider_answers_when_none_were_ever_loaded(
+    app: Starlette, client: httpx.AsyncClient, settings: Settings, tokens: Tokens, origin: JWKSServer
+) -> None:
+    origin.mode = "error"  # Better Auth not up yet
+    keys = await use_key_cache(app, settings, origin.url)
+    assert keys.refetch_interval == 10  # the default window for unknown kids stays
+
+    first = await me(client, tokens.signed("alice"))
+    assert_provider_unavailable(first)
+    assert first.headers["retry-after"] == "1"
+    origin.mode = "ok"
+    await asyncio.sleep(COLD_REFETCH_INTERVAL + 0.05)
+    second = await me(client, tokens.signed("alice"))
+
+    assert second.status_code == 200, second.text
+
+
+async def test_flood_before_any_key_is_loaded_is_one_fetch_per_cold_interval(
+    app: Starlette, client: httpx.AsyncClient, settings: Settings, tokens: Tokens, origin: JWKSServer
+) -> None:
+    origin.mode = "error"
+    await use_key_cache(app, settings, origin.url, cold_refetch_interval=3600)
+    forged = [sign(generate_key("EdDSA", f"cold-{n}"), "EdDSA", tokens.claims("alice")) for n in range(5)]
+
+    responses = [*await asyncio.gather(*(me(client, forged[n % 5]) for n in range(50)))]
+    responses += [await me(client, forged[n % 5]) for n in range(50)]
+
+    for response in responses:
+        assert_provider_unavailable(response)
+    assert origin.requests == 1
+
+
+# -- the startup check: a warning when the key endpoint does not answer ----------------------------
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_server_warns_at_startup_when_the_keys_do_not_answer(database_url: str, jwks: JWKSServer, workers: str) -> None:
+    url = closed_url()
+    auth_url = url.removesuffix("/api/auth/jwks")
+    with ready_server(database_url, jwks, BETTER_AUTH_URL=auth_url, BETTER_AUTH_JWKS_URL="", WORKERS=workers) as server:
+        server.wait_for_output("AUTH_JWKS_UNREACHABLE")
+        log = server.stderr
+
+    assert (
+        f"WARNING backend.diagnostics.auth_check [-] AUTH_JWKS_UNREACHABLE: GET {url} failed: connection refused "
+        f"(nothing listens on {auth_url.removeprefix('http://')}); requests with tokens will get 503 until it "
+        "answers (fix: start the frontend (`npm run dev`) so Better Auth serves its keys, or set BETTER_AUTH_URL to "
+        "the address it runs at (the same value as in the frontend's .env))"
+    ) in log
+    assert log.count("AUTH_JWKS_UNREACHABLE") == 1  # the parent checks; the workers do not again
+
+
+@pytest.mark.live
+def test_server_says_at_startup_which_keys_it_found(database_url: str, jwks: JWKSServer) -> None:
+    with ready_server(database_url, jwks) as server:
+        server.wait_for_output("Better Auth's keys")
+        log = server.stderr
+
+    assert (
+        f"INFO    backend.diagnostics.auth_check [-] Better Auth's keys: {jwks.url}: 3 usable key(s) "
+        "(ES256, EdDSA, RS256); HS256 with BETTER_AUTH_SECRET too"
+    ) in log

@@ -1,35 +1,31 @@
 """Can tokens be verified: is Better Auth's JWKS endpoint there, with usable keys?
 
-One GET with a short timeout, the answer parsed by backend/jwks.py's own
-`parse_key_set` (so "usable" means what the server means). A JWKS endpoint on
-this machine that is down in development is a warning (the frontend may not be
-started yet); anywhere else it is a failure. And since Better Auth's JWT
-plugin never signs with BETTER_AUTH_SECRET, a secret without working JWKS is
-called out: tokens from Better Auth would all be rejected.
+The key set is read exactly as the server reads it (`read_key_set` in
+backend/keyset.py: one GET with a short timeout, redirects only within the
+URL's origin, the same parsing), so "usable" means what the server means and
+a failure gets the same cause and fix. A JWKS endpoint on this machine that
+is refused in development is a warning (the frontend may not be started
+yet); anywhere else it is a failure. And since Better Auth's JWT plugin never
+signs with BETTER_AUTH_SECRET, a secret without working JWKS is called out:
+tokens from Better Auth would all be rejected.
+
+The server logs the same findings once it is ready (`log_auth_check`), and
+serves meanwhile: Better Auth may well start after it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
+import logging
 from typing import Final
 from urllib.parse import urlsplit
 
-import httpx
-
 from backend.diagnostics.results import Result, fail, ok, warn
-from backend.jwks import MAX_JWKS_BYTES, ProviderUnavailableError, parse_key_set
+from backend.keyset import KeySet, ProviderUnavailableError, new_client, read_key_set, this_backend_fix
 from backend.settings import Settings, is_loopback_host
 
 CHECK: Final = "auth"
-_URL_FIX: Final = (
-    "set BETTER_AUTH_JWKS_URL (or BETTER_AUTH_URL) to your Better Auth server; "
-    "its jwt() plugin serves the keys at /api/auth/jwks"
-)
 
-
-class _UnreachableError(Exception):
-    pass
+logger = logging.getLogger(__name__)
 
 
 async def check_auth(settings: Settings, *, seconds: float = 3.0) -> list[Result]:
@@ -44,45 +40,40 @@ async def check_auth(settings: Settings, *, seconds: float = 3.0) -> list[Result
                 code="AUTH_SECRET_ONLY",
                 message="only BETTER_AUTH_SECRET can verify tokens now, but Better Auth's JWT plugin never signs "
                 "with it: its tokens (EdDSA, from JWKS) will be rejected",
-                fix="make BETTER_AUTH_JWKS_URL reachable; keep the secret only for tokens you mint yourself",
+                fix=f"make {_setting(settings)} lead to Better Auth's keys; keep the secret only for tokens you mint "
+                "yourself",
             )
         )
     return results
 
 
+async def log_auth_check(settings: Settings) -> None:
+    """Log what `check_auth` finds: the server runs this once ready, without waiting for it."""
+    for result in await check_auth(settings):
+        if result.status == "ok":
+            logger.info("Better Auth's keys: %s", result.message)
+        else:
+            logger.warning("%s: %s (fix: %s)", result.code, result.message, result.fix)
+
+
+def _setting(settings: Settings) -> str:
+    return settings.setting_for("BETTER_AUTH_JWKS_URL")
+
+
 async def _check_jwks(settings: Settings, seconds: float) -> list[Result]:
-    url = settings.jwks_url
     try:
-        status, body = await _get(url, seconds)
-    except _UnreachableError as error:
-        return [_unreachable(settings, f"GET {url} failed: {error}")]
-    if status != 200:
-        return [fail(CHECK, code="AUTH_JWKS_HTTP_ERROR", message=f"GET {url} answered HTTP {status}", fix=_URL_FIX)]
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        return [fail(CHECK, code="AUTH_JWKS_NOT_JSON", message=f"GET {url} did not answer JSON", fix=_URL_FIX)]
-    return _keys_results(url, document, settings)
-
-
-def _keys_results(url: str, document: object, settings: Settings) -> list[Result]:
-    try:
-        keys, skipped = parse_key_set(document)
+        async with new_client(seconds, settings.jwks_url) as client:
+            key_set = await read_key_set(client, settings.jwks_url, seconds=seconds, setting=_setting(settings))
     except ProviderUnavailableError as error:
-        return [fail(CHECK, code="AUTH_JWKS_NO_KEYS", message=f"GET {url}: {error}", fix=_URL_FIX)]
-    if not keys:
-        reasons = "; ".join(skipped[:3]) or "the key set is empty"
-        return [
-            fail(
-                CHECK,
-                code="AUTH_JWKS_NO_KEYS",
-                message=f"GET {url} holds no usable signing key ({reasons})",
-                fix="Better Auth's keys are Ed25519 (OKP) by default; EC P-256 and RSA work too",
-            )
-        ]
-    algorithms = sorted({algorithm for key in keys.values() for algorithm in key.algorithms[:1]})
+        return [_failure(settings, error)]
+    return _keys_results(key_set, settings)
+
+
+def _keys_results(key_set: KeySet, settings: Settings) -> list[Result]:
+    url = settings.jwks_url
+    algorithms = sorted({algorithm for key in key_set.keys.values() for algorithm in key.algorithms[:1]})
     secret = "; HS256 with BETTER_AUTH_SECRET too" if settings.secret and not settings.secret_is_generated else ""
-    results = [ok(CHECK, f"{url}: {len(keys)} usable key(s) ({', '.join(algorithms)}){secret}")]
+    results = [ok(CHECK, f"{url}: {len(key_set.keys)} usable key(s) ({', '.join(algorithms)}){secret}")]
     results.extend(
         warn(
             CHECK,
@@ -90,38 +81,22 @@ def _keys_results(url: str, document: object, settings: Settings) -> list[Result
             message=f"{url}: {reason}",
             fix="tokens signed with this key will be rejected; rotate it in Better Auth",
         )
-        for reason in skipped
+        for reason in key_set.skipped
     )
     return results
 
 
-async def _get(url: str, seconds: float) -> tuple[int, bytes]:
-    """Status and body (at most MAX_JWKS_BYTES), within `seconds` in all; `_UnreachableError` otherwise."""
-    try:
-        async with (
-            asyncio.timeout(seconds),
-            httpx.AsyncClient(timeout=seconds, follow_redirects=True) as client,
-            client.stream("GET", url, headers={"Accept": "application/json"}) as response,
-        ):
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_JWKS_BYTES:
-                    raise _UnreachableError(f"the answer is larger than {MAX_JWKS_BYTES} bytes")
-            return response.status_code, bytes(body)
-    except TimeoutError:
-        raise _UnreachableError(f"no answer within {seconds:g}s") from None
-    except httpx.HTTPError as error:
-        raise _UnreachableError(f"{type(error).__name__}: {error}") from None
-
-
-def _unreachable(settings: Settings, message: str) -> Result:
-    host = urlsplit(settings.jwks_url).hostname or ""
-    if not settings.is_production and is_loopback_host(host):
-        return warn(
+def _failure(settings: Settings, error: ProviderUnavailableError) -> Result:
+    parts = urlsplit(settings.jwks_url)
+    local = is_loopback_host(parts.hostname or "")
+    if error.code == "AUTH_JWKS_UNREACHABLE" and local and parts.port == settings.port:
+        return fail(
             CHECK,
-            code="AUTH_JWKS_UNREACHABLE",
-            message=f"{message}; requests with tokens will get 503 until it answers",
-            fix="start the frontend (`npm run dev`) so Better Auth serves its keys, or fix BETTER_AUTH_JWKS_URL",
+            code="AUTH_JWKS_IS_THIS_BACKEND",
+            message=f"{error.message}; that is this backend's own port (PORT={settings.port})",
+            fix=this_backend_fix(_setting(settings)),
         )
-    return fail(CHECK, code="AUTH_JWKS_UNREACHABLE", message=message, fix=_URL_FIX)
+    if error.code == "AUTH_JWKS_UNREACHABLE" and local and not settings.is_production:
+        message = f"{error.message}; requests with tokens will get 503 until it answers"
+        return warn(CHECK, code=error.code, message=message, fix=error.fix)
+    return fail(CHECK, code=error.code, message=error.message, fix=error.fix)

@@ -3,6 +3,11 @@
 Uses backend/diagnostics/ports.py read-only: a real bind without
 SO_REUSEADDR on each address (the loopbacks 127.0.0.1 and ::1 always, where
 IPv6 exists), closed at once, then psutil for the holder's pid and command.
+The same answer has two forms: a `Result` for `inv env-check`
+(`check_port`) and the error `inv run` stops with (`listen_error`).
+
+This backend already running on the port is no failure for env-check (it
+is meant to be run beside the server); only someone else's process is.
 """
 
 from __future__ import annotations
@@ -10,11 +15,28 @@ from __future__ import annotations
 import errno
 from typing import Final
 
-from backend.diagnostics.ports import ipv6_available, open_listener, port_holders
+from backend.diagnostics.own_server import running_backend
+from backend.diagnostics.ports import (
+    EXCLUDED_RANGES_COMMAND,
+    ListenError,
+    PortHolder,
+    PortReservedError,
+    ipv6_available,
+    is_forbidden,
+    is_in_use,
+    open_listener,
+    port_holders,
+    winerror_note,
+)
 from backend.diagnostics.results import Result, fail, ok
+from backend.errors import AppError, PortInUseError
 from backend.settings import LOOPBACK_HOSTS, Settings
 
 CHECK: Final = "port"
+_RESERVED_FIX: Final = (
+    f"`{EXCLUDED_RANGES_COMMAND}` lists the reserved ranges: set PORT outside them, "
+    "or `inv run --port auto` takes the next free port"
+)
 
 
 def check_port(settings: Settings) -> list[Result]:
@@ -22,16 +44,55 @@ def check_port(settings: Settings) -> list[Result]:
     port = settings.port
     hosts = _hosts(settings.hosts)
     busy: list[str] = []
+    note = ""
     for host in hosts:
         try:
             open_listener(host, port).close()
         except OSError as error:
-            if error.errno != errno.EADDRINUSE:
+            if not (is_in_use(error) or is_forbidden(error)):
                 return [_listen_failed(host, port, error)]
+            if is_forbidden(error) and not port_holders(port):
+                return [_reserved(host, port, error)]
             busy.append(host)
+            note = winerror_note(error)
     if busy:
-        return [_in_use(port, busy)]
+        return [_in_use(port, busy, note)]
     return [ok(CHECK, f"port {port} is free on {', '.join(hosts)}")]
+
+
+def listen_error(host: str, port: int, error: OSError) -> AppError:
+    """Why `inv run` cannot listen on host:port, naming the holder or the reservation and the way out."""
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    holders = port_holders(port) if is_in_use(error) or is_forbidden(error) else []
+    if is_forbidden(error) and not holders:
+        return PortReservedError(f"Cannot listen on {shown}: {_reserved_text(error)}", _RESERVED_FIX)
+    if is_in_use(error) or is_forbidden(error):
+        return _in_use_error(shown, port, error, holders)
+    if error.errno == errno.EACCES:
+        return ListenError(
+            f"Cannot listen on {shown}: permission denied (ports below 1024 need privileges)",
+            "set PORT to 1024 or above, e.g. 8000",
+        )
+    return ListenError(
+        f"Cannot listen on {shown}: {error.strerror or error}",
+        "set HOST to an address of this machine, e.g. 127.0.0.1 or 0.0.0.0",
+    )
+
+
+def _in_use_error(shown: str, port: int, error: OSError, holders: list[PortHolder] | None) -> PortInUseError:
+    note = winerror_note(error)
+    ours = running_backend(port, holders)
+    if ours is not None:
+        return PortInUseError(
+            f"Cannot listen on {shown}: this backend is already running there ({ours}){note}",
+            "use that one, stop it (Ctrl+C where it runs), or start another with `inv run --port auto`",
+        )
+    holder = ", ".join(h.describe() for h in holders or []) or "another process"
+    return PortInUseError(
+        f"Cannot listen on {shown}: address already in use{note} by {holder}",
+        f"Run `inv free-port --port {port} --kill` to stop it,"
+        " `inv run --port auto` to take the next free port, or set PORT",
+    )
 
 
 def _hosts(configured: tuple[str, ...]) -> list[str]:
@@ -41,8 +102,11 @@ def _hosts(configured: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(hosts))
 
 
-def _in_use(port: int, busy: list[str]) -> Result:
+def _in_use(port: int, busy: list[str], note: str) -> Result:
     holders = port_holders(port)
+    ours = running_backend(port, holders)
+    if ours is not None:
+        return ok(CHECK, f"port {port} is served by this backend, already running ({ours})")
     if holders:
         who = ", ".join(holder.describe() for holder in holders)
     else:
@@ -50,10 +114,22 @@ def _in_use(port: int, busy: list[str]) -> Result:
     return fail(
         CHECK,
         code="PORT_IN_USE",
-        message=f"port {port} on {', '.join(busy)} is in use by {who}",
+        message=f"port {port} on {', '.join(busy)} is in use{note} by {who}",
         fix=(
             f"`inv free-port --port {port} --kill` ends it, `inv run --port auto` takes the next free port, or set PORT"
         ),
+    )
+
+
+def _reserved(host: str, port: int, error: OSError) -> Result:
+    message = f"port {port} on {host}: {_reserved_text(error)}"
+    return fail(CHECK, code="PORT_EXCLUDED", message=message, fix=_RESERVED_FIX)
+
+
+def _reserved_text(error: OSError) -> str:
+    return (
+        f"Windows reserves this port{winerror_note(error)}: it lies in a range excluded for Hyper-V, WSL or Docker, "
+        "and no process holds it"
     )
 
 

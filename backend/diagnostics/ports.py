@@ -4,6 +4,11 @@ A port is judged by binding it, never by reading a table alone: a listener of
 another user, or in another network namespace, may be invisible to psutil and
 still make the bind fail. The binds are made without SO_REUSEADDR (see
 `open_listener`), on 127.0.0.1 and, where IPv6 exists, ::1.
+
+Windows reports a failed bind with Winsock codes: WinError 10048 for a port in
+use, and WinError 10013 ("forbidden by its access permissions") for a port
+inside a range Windows reserved for Hyper-V, WSL or Docker, which no process
+holds, and which changes on each reboot. `is_in_use` and `is_reserved` read them.
 """
 
 from __future__ import annotations
@@ -18,11 +23,14 @@ from typing import Final
 
 import psutil
 
-from backend.errors import AppError, quoted
+from backend.errors import AppError, PortInUseError, quoted
 
 LOOPBACKS: Final = ("127.0.0.1", "::1")
 LOWEST_PORT: Final = 1
 HIGHEST_PORT: Final = 65535
+WSAEACCES: Final = 10013
+WSAEADDRINUSE: Final = 10048
+EXCLUDED_RANGES_COMMAND: Final = "netsh interface ipv4 show excludedportrange protocol=tcp"
 
 
 class PortArgumentError(AppError):
@@ -35,6 +43,16 @@ class PortArgumentError(AppError):
             f"{option} {quoted(value)} is not a port number",
             f"give a whole number from {LOWEST_PORT} to {HIGHEST_PORT}, e.g. {option} 8000",
         )
+
+
+class ListenError(AppError):
+    code = "LISTEN_FAILED"
+
+
+class PortReservedError(PortInUseError):
+    """A port Windows reserved (WinError 10013, no holder): `--port auto` moves past it like a taken one."""
+
+    code = "PORT_EXCLUDED"
 
 
 class NoFreePortError(AppError):
@@ -64,6 +82,22 @@ class PortHolder:
         details = self.cmdline or self.name or "?"
         owner = f", user {self.user}" if self.user else ""
         return f"pid {self.pid} ({details[:120]}{owner})"
+
+
+def is_in_use(error: OSError) -> bool:
+    """Whether a bind failed because the address is taken: EADDRINUSE, or Windows' WinError 10048."""
+    return error.errno == errno.EADDRINUSE or getattr(error, "winerror", None) == WSAEADDRINUSE
+
+
+def is_forbidden(error: OSError) -> bool:
+    """Windows' WinError 10013: a reserved port, or one another socket holds exclusively."""
+    return getattr(error, "winerror", None) == WSAEACCES
+
+
+def winerror_note(error: OSError) -> str:
+    """ " (WinError N)" on Windows, so the message matches what users search for; else nothing."""
+    code = getattr(error, "winerror", None)
+    return f" (WinError {code})" if code is not None else ""
 
 
 def parse_port(value: str, option: str = "--port") -> int:
@@ -183,7 +217,7 @@ def _bind(host: str, port: int, *, reuse: bool) -> socket.socket:
         if reuse:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         elif sys.platform == "win32":
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)  # type: ignore[attr-defined]
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
         sock.bind((host, port))
     except OSError:
         sock.close()

@@ -1,7 +1,8 @@
 """A real HTTP server that plays Better Auth's JWKS endpoint, and signs tokens.
 
 It serves `/api/auth/jwks` from the keys it holds, counts requests, and can be
-told to fail (HTTP 500, garbage, hang) to test how the backend copes.
+told to fail (HTTP 500, a 404 page, garbage, hang) or to redirect a path, to
+test how the backend copes.
 """
 
 from __future__ import annotations
@@ -40,23 +41,34 @@ def sign(key: Key, alg: str, claims: dict[str, Any], **header: Any) -> str:
 
 
 class JWKSServer:
-    """Serves {"keys": [...]} for the keys added; `mode` can be ok, error, garbage, hang."""
+    """Serves {"keys": [...]} for the keys added; `mode` can be ok, error, missing, garbage, hang.
+
+    `redirects` maps a path to (status, Location): that path is answered with the redirect instead.
+    """
 
     def __init__(self) -> None:
         self.keys: list[Key] = []
         self.mode = "ok"
         self.requests = 0
         self.document: Any = None  # when set, served as-is instead of the keys
+        self.redirects: dict[str, tuple[int, str]] = {}
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.requests += 1
+                if self.path in owner.redirects:
+                    status, location = owner.redirects[self.path]
+                    self.send_response(status)
+                    self.send_header("Location", location)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if owner.mode == "hang":
                     time.sleep(10)
                 status, body = owner._answer()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/html" if body.startswith(b"<") else "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -77,6 +89,8 @@ class JWKSServer:
             return 500, b'{"error": "boom"}'
         if self.mode == "garbage":
             return 200, b"<html>not json</html>"
+        if self.mode == "missing":
+            return 404, b"<html>This page could not be found.</html>"
         document = self.document
         if document is None:
             # Like Better Auth: public keys with kid, no "use", often no "alg".

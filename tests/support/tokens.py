@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from joserfc.jwk import Key
 from starlette.applications import Starlette
 
+from backend.app import create_app
 from backend.auth import TokenVerifier
 from backend.jwks import KeyCache
 from backend.settings import Settings
@@ -70,14 +74,16 @@ def assert_unauthorized(
     return problem
 
 
-def assert_provider_unavailable(response: httpx.Response) -> None:
+def assert_provider_unavailable(response: httpx.Response, *, retry: bool = True, detail: str = "") -> None:
+    """A 503 AUTH_PROVIDER_UNAVAILABLE; its detail says "retry" exactly when retrying can help (`retry`)."""
     assert response.status_code == 503, response.text
     assert response.headers["content-type"] == PROBLEM
     assert int(response.headers["retry-after"]) > 0
     problem = response.json()
     assert problem["code"] == "AUTH_PROVIDER_UNAVAILABLE"
     assert problem["status"] == 503
-    assert "retry" in problem["detail"]
+    assert ("retry" in problem["detail"]) is retry, problem["detail"]
+    assert detail in problem["detail"], problem["detail"]
 
 
 async def use_key_cache(app: Starlette, settings: Settings, url: str = "", **options: float) -> KeyCache:
@@ -86,3 +92,17 @@ async def use_key_cache(app: Starlette, settings: Settings, url: str = "", **opt
     keys = KeyCache(url or settings.jwks_url, **options)
     app.state.verifier = TokenVerifier(settings, keys=keys)
     return keys
+
+
+@contextlib.asynccontextmanager
+async def running_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app built from `settings`, its lifespan running and its database ready."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        async with asyncio.timeout(10):
+            while not application.state.ready:
+                assert application.state.fatal is None, application.state.fatal
+                await asyncio.sleep(0.01)
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
