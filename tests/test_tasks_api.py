@@ -289,6 +289,25 @@ class TestList:
         assert problem["errors"][0]["field"] == field
         assert problem["errors"][0]["location"] == "query"
 
+    @pytest.mark.parametrize(
+        ("params", "message"),
+        [
+            ({"limit": "0"}, "must be from 1 to 200"),
+            ({"offset": "-1"}, "must be from 0 to 1000000000"),
+            ({"limit": "ten"}, "must be a whole number, not a string"),
+            ({"status": "done"}, "must be one of all, completed, pending"),
+            ({"q": "x" * 201}, "must be at most 200 characters (got 201)"),
+            ({"q": "a\x00b"}, "must be text without NUL characters or lone surrogates"),
+        ],
+    )
+    async def test_bad_query_message_says_the_declared_limit(
+        self, client: httpx.AsyncClient, alice: dict[str, str], params: dict[str, str], message: str
+    ) -> None:
+        response = await client.get("/api/alice/tasks", params=params, headers=alice)
+
+        field = next(iter(params))
+        assert response.json()["errors"] == [{"field": field, "location": "query", "message": message}]
+
     async def test_repeated_parameter_is_422(self, client: httpx.AsyncClient, alice: dict[str, str]) -> None:
         response = await client.get("/api/alice/tasks?limit=1&limit=2", headers=alice)
 

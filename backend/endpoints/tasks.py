@@ -11,7 +11,7 @@ from backend import queries
 from backend.auth import Principal, authenticate
 from backend.endpoints import database
 from backend.errors import ForbiddenError, NotFoundError
-from backend.payloads import read_body, read_query
+from backend.payloads import read_body, read_optional_body, read_query
 from backend.routing import ApiRoute, JSONResponse, Operation
 from backend.schemas import CompletionSet, Task, TaskCreate, TaskListQuery, TaskUpdate
 
@@ -29,7 +29,6 @@ async def list_tasks(request: Request) -> Response:
 async def create_task(request: Request) -> Response:
     owner = await _owner(request)
     data = await read_body(request, TaskCreate)
-    assert data is not None
     task = await queries.create_task(database(request), owner.user_id, data)
     return JSONResponse(task, status_code=201, headers={"Location": _location(task)})
 
@@ -42,14 +41,13 @@ async def get_task(request: Request) -> Response:
 async def update_task(request: Request) -> Response:
     owner = await _owner(request)
     data = await read_body(request, TaskUpdate)
-    assert data is not None
     task = await queries.update_task(database(request), owner.user_id, _task_id(request), data)
     return JSONResponse(_found(task, request))
 
 
 async def complete_task(request: Request) -> Response:
     owner = await _owner(request)
-    body = await read_body(request, CompletionSet, optional=True)
+    body = await read_optional_body(request, CompletionSet)
     completed = None if body is None else body.completed
     task = await queries.set_completed(database(request), owner.user_id, _task_id(request), completed)
     return JSONResponse(_found(task, request))
