@@ -7,12 +7,12 @@ JSON Schemas from the structs in backend/schemas.py.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any, Final
 
 import msgspec
+from starlette.convertors import IntegerConvertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -22,7 +22,6 @@ from backend.routing import ApiRoute, JSONResponse, Operation
 from backend.schemas import Problem
 
 _REF: Final = "#/components/schemas/{name}"
-_PARAM: Final = re.compile(r"{(\w+)(?::(\w+))?}")
 
 
 def build_openapi(routes: Iterable[BaseRoute]) -> dict[str, Any]:
@@ -32,8 +31,8 @@ def build_openapi(routes: Iterable[BaseRoute]) -> dict[str, Any]:
     schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
     refs = dict(zip(types, schemas, strict=True))
     paths = {
-        _PARAM.sub(r"{\1}", route.path): {
-            method.lower(): _operation(route.path, operation, refs) for method, operation in route.operations.items()
+        route.path_format: {
+            method.lower(): _operation(route, operation, refs) for method, operation in route.operations.items()
         }
         for route in api_routes
     }
@@ -62,11 +61,11 @@ def _schema_types(routes: list[ApiRoute]) -> list[Any]:
     return types
 
 
-def _operation(path: str, operation: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
+def _operation(route: ApiRoute, operation: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
     document: dict[str, Any] = {
         "summary": operation.summary,
         "operationId": operation.endpoint.__name__,
-        "parameters": _path_parameters(path) + _query_parameters(operation),
+        "parameters": _path_parameters(route) + _query_parameters(operation),
         "responses": _responses(operation, refs),
     }
     if operation.authenticated:
@@ -79,15 +78,20 @@ def _operation(path: str, operation: Operation, refs: dict[Any, Any]) -> dict[st
     return document
 
 
-def _path_parameters(path: str) -> list[dict[str, Any]]:
+def _path_parameters(route: ApiRoute) -> list[dict[str, Any]]:
+    # Starlette has parsed the path already: "{task_id:int}" is `task_id` with an IntegerConvertor.
     return [
         {
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "integer", "minimum": 1} if convertor == "int" else {"type": "string", "minLength": 1},
+            "schema": (
+                {"type": "integer", "minimum": 1}
+                if isinstance(convertor, IntegerConvertor)
+                else {"type": "string", "minLength": 1}
+            ),
         }
-        for name, convertor in _PARAM.findall(path)
+        for name, convertor in route.param_convertors.items()
     ]
 
 
@@ -108,12 +112,12 @@ def _responses(operation: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
             name: {"description": text, "schema": {"type": "string"}}
             for name, text in operation.response_headers.items()
         }
-    responses: dict[str, Any] = {str(operation.status): success}
     failure = operation.failure_response
+    media_type, schema = (
+        ("application/json", refs[failure]) if failure is not None else ("application/problem+json", refs[Problem])
+    )
+    responses: dict[str, Any] = {str(operation.status): success}
     for status in operation.errors:
-        media_type, schema = (
-            ("application/json", refs[failure]) if failure is not None else ("application/problem+json", refs[Problem])
-        )
         responses[str(status)] = {"description": HTTPStatus(status).phrase, "content": {media_type: {"schema": schema}}}
     return responses
 

@@ -47,7 +47,10 @@ RULES: tuple[Rule, ...] = (
     ),
     ("Starlette routing, Request, Response, error middleware", _in("starlette/")),
     ("Hypercorn protocol, a task per request", _in("hypercorn/")),
-    ("query and body decoding (backend/payloads.py)", _in("backend/payloads.py", "msgspec")),
+    (
+        "query and body decoding (backend/payloads.py, validation.py, schemas.py)",
+        _in("backend/payloads.py", "backend/validation.py", "backend/schemas.py", "msgspec"),
+    ),
     ("endpoints and the rest of backend/", _in("backend/")),
 )
 OTHER = "asyncio tasks, locks, futures and the rest"

@@ -44,6 +44,8 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
         ({"title": "ok", "completed": "yes"}, "completed", "must be true or false, not a string"),
         ({"title": "ok", "completed": 1}, "completed", "must be true or false, not a whole number"),
         ({"title": "ok", "description": 7}, "description", "must be a string or null, not a whole number"),
+        ({"title": "ok", "description": "d" * 1001}, "description", "must be at most 1000 characters (got 1001)"),
+        ({"title": ["ok"]}, "title", "must be a string, not an array"),
         ({"title": "ok", "user_id": "mallory"}, "user_id", "is not a known field (the user comes from the token)"),
         ({"title": "a\x00b"}, "title", "must be text without NUL characters or lone surrogates"),
     ],

@@ -1,11 +1,11 @@
-"""Property tests for the request parsers in backend/payloads.py (hypothesis).
+"""Property tests for the request parsers, backend/payloads.py and backend/validation.py (hypothesis).
 
 Whatever bytes, JSON documents or query strings arrive, `read_body` and
 `read_query` either return a valid struct or raise one of the documented API
 errors (400, 413, 415, 422), whose field errors fit the documented schema.
 Nothing else escapes: no KeyError, no RecursionError, no UnicodeError, and
-lone surrogates in keys and values are drawn on purpose (a 500 once came from
-a key "\ud800").
+lone surrogates in keys and values are drawn on purpose (msgspec cannot
+encode a key "\ud800", which must still be a 422, not a 500).
 """
 
 from __future__ import annotations

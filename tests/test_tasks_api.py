@@ -266,28 +266,27 @@ class TestList:
         assert await self.list(client, alice, sort="title", limit=2, offset=10) == ([], 3)
 
     @pytest.mark.parametrize(
-        ("params", "field"),
+        ("params", "field", "message"),
         [
-            ({"limit": "0"}, "limit"),
-            ({"limit": "201"}, "limit"),
-            ({"limit": "ten"}, "limit"),
-            ({"offset": "-1"}, "offset"),
-            ({"status": "done"}, "status"),
-            ({"sort": "id"}, "sort"),
-            ({"q": "x" * 201}, "q"),
-            ({"q": "a\x00b"}, "q"),
+            ({"limit": "0"}, "limit", "must be from 1 to 200"),
+            ({"limit": "201"}, "limit", "must be from 1 to 200"),
+            ({"limit": "ten"}, "limit", "must be a whole number, not a string"),
+            ({"offset": "-1"}, "offset", "must be from 0 to 1000000000"),
+            ({"status": "done"}, "status", "must be one of all, completed, pending"),
+            ({"sort": "id"}, "sort", "must be one of -created_at, -title, -updated_at, created_at, title, updated_at"),
+            ({"q": "x" * 201}, "q", "must be at most 200 characters (got 201)"),
+            ({"q": "a\x00b"}, "q", "must be text without NUL characters or lone surrogates"),
         ],
     )
-    async def test_bad_query_is_422_naming_the_parameter(
-        self, client: httpx.AsyncClient, alice: dict[str, str], params: dict[str, str], field: str
+    async def test_bad_query_is_422_naming_the_parameter_and_its_limit(
+        self, client: httpx.AsyncClient, alice: dict[str, str], params: dict[str, str], field: str, message: str
     ) -> None:
         response = await client.get("/api/alice/tasks", params=params, headers=alice)
 
         assert response.status_code == 422
         problem = response.json()
         assert problem["code"] == "VALIDATION_FAILED"
-        assert problem["errors"][0]["field"] == field
-        assert problem["errors"][0]["location"] == "query"
+        assert problem["errors"] == [{"field": field, "location": "query", "message": message}]
 
     async def test_repeated_parameter_is_422(self, client: httpx.AsyncClient, alice: dict[str, str]) -> None:
         response = await client.get("/api/alice/tasks?limit=1&limit=2", headers=alice)

@@ -8,7 +8,7 @@ from backend.database import Database
 from backend.errors import ServiceUnavailableError
 
 
-def database(request: Request) -> Database:
+def database_or_503(request: Request) -> Database:
     """The application's database, or a 503 while startup has not finished."""
     if not request.app.state.ready:
         raise ServiceUnavailableError("The service is starting and its database is not ready yet; retry shortly")

@@ -9,9 +9,9 @@ from starlette.responses import Response
 
 from backend import queries
 from backend.auth import Principal, authenticate
-from backend.endpoints import database
+from backend.endpoints import database_or_503
 from backend.errors import ForbiddenError, NotFoundError
-from backend.payloads import read_body, read_query
+from backend.payloads import read_body, read_optional_body, read_query
 from backend.routing import ApiRoute, JSONResponse, Operation
 from backend.schemas import CompletionSet, Task, TaskCreate, TaskListQuery, TaskUpdate
 
@@ -22,15 +22,14 @@ _BODY = (400, 408, 413, 415, 422)
 async def list_tasks(request: Request) -> Response:
     owner = await _owner(request)
     query = read_query(request, TaskListQuery)
-    tasks, total = await queries.list_tasks(database(request), owner.user_id, query)
+    tasks, total = await queries.list_tasks(database_or_503(request), owner.user_id, query)
     return JSONResponse(tasks, headers={"X-Total-Count": str(total)})
 
 
 async def create_task(request: Request) -> Response:
     owner = await _owner(request)
     data = await read_body(request, TaskCreate)
-    assert data is not None
-    task = await queries.create_task(database(request), owner.user_id, data)
+    task = await queries.create_task(database_or_503(request), owner.user_id, data)
     return JSONResponse(task, status_code=201, headers={"Location": _location(task)})
 
 
@@ -42,22 +41,21 @@ async def get_task(request: Request) -> Response:
 async def update_task(request: Request) -> Response:
     owner = await _owner(request)
     data = await read_body(request, TaskUpdate)
-    assert data is not None
-    task = await queries.update_task(database(request), owner.user_id, _task_id(request), data)
+    task = await queries.update_task(database_or_503(request), owner.user_id, _task_id(request), data)
     return JSONResponse(_found(task, request))
 
 
 async def complete_task(request: Request) -> Response:
     owner = await _owner(request)
-    body = await read_body(request, CompletionSet, optional=True)
+    body = await read_optional_body(request, CompletionSet)
     completed = None if body is None else body.completed
-    task = await queries.set_completed(database(request), owner.user_id, _task_id(request), completed)
+    task = await queries.set_completed(database_or_503(request), owner.user_id, _task_id(request), completed)
     return JSONResponse(_found(task, request))
 
 
 async def delete_task(request: Request) -> Response:
     owner = await _owner(request)
-    if not await queries.delete_task(database(request), owner.user_id, _task_id(request)):
+    if not await queries.delete_task(database_or_503(request), owner.user_id, _task_id(request)):
         raise _not_found(request)
     return Response(status_code=204)
 
@@ -71,7 +69,7 @@ async def _owner(request: Request) -> Principal:
 
 
 async def _load_task_or_404(request: Request, owner: Principal) -> Task:
-    return _found(await queries.get_task(database(request), owner.user_id, _task_id(request)), request)
+    return _found(await queries.get_task(database_or_503(request), owner.user_id, _task_id(request)), request)
 
 
 def _found(task: Task | None, request: Request) -> Task:
