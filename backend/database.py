@@ -40,6 +40,7 @@ import logging
 import random
 import sqlite3
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -116,6 +117,7 @@ class Database:
             # session state (the migration lock is transaction-scoped); asyncpg
             # still rolls back an open transaction. docs/performance.md measures it.
             "reset": _keep_session,
+            "connection_class": UniquelyNamedConnection,
         }
         options.update(self.target.options)
         return options
@@ -301,6 +303,28 @@ class Database:
             if not _is_connection_failure(error):
                 raise
             raise self._unavailable(error) from error
+
+
+class UniquelyNamedConnection(asyncpg.Connection):  # type: ignore[misc]
+    """An asyncpg connection whose prepared statements carry a name no other connection uses.
+
+    asyncpg numbers statements `__asyncpg_stmt_1__`, `_2__`... from one counter
+    per process, so every process (a restart, another worker, another instance)
+    reuses the same names. Behind a transaction pooler a prepared statement
+    outlives its client on the server connection it was prepared on, and a
+    statement of ours executed by name on that server connection would run the
+    other process's SQL with our arguments (a `DELETE` in place of a `SELECT`).
+    A random part per connection makes a name match only the statement it was
+    given for. SQLAlchemy's asyncpg dialect does the same for PgBouncer.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._name_prefix = f"__todo_{uuid.uuid4().hex}_"
+        self._name_count = itertools.count(1)
+
+    def _get_unique_id(self, prefix: str) -> str:
+        return f"{self._name_prefix}{prefix}_{next(self._name_count):x}__"
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
