@@ -101,7 +101,6 @@ async def _start(
             on_fatal(error)
         return
     app.state.ready = True
-    pooled = " (pooled host: prepared-statement cache off)" if db.target.pooled else ""
-    logger.info("Ready: %s at schema version %d%s", db.target.display, LATEST_VERSION, pooled)
+    logger.info("Ready: %s at schema version %d (%s)", db.target.display, LATEST_VERSION, db.describe())
     if on_ready is not None:
         on_ready()

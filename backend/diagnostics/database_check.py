@@ -3,7 +3,8 @@
 It connects the way the server does (the normalised URL, backend/database.py)
 but once, with a short timeout, and names the failure through
 backend/dberrors.py. It never creates anything: a SQLite file that does not
-exist yet is reported, not made, and no migration is applied.
+exist yet is reported, not made, and no migration is applied. On PostgreSQL
+it then looks for a transaction pooler in between (backend/diagnostics/pooler_check.py).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import Final
 from backend.database import Database
 from backend.dberrors import classify
 from backend.dburl import DatabaseTarget, parse_database_url
+from backend.diagnostics.pooler_check import find_pooler, pooler_result
 from backend.diagnostics.results import Result, fail, ok, warn
 from backend.migrations import LATEST_VERSION, current_version
+from backend.pgdriver import PostgresDriver
 from backend.settings import Settings
 
 CHECK: Final = "database"
@@ -43,7 +46,21 @@ async def check_database(settings: Settings, *, seconds: float = 3.0) -> list[Re
         return [fail(CHECK, code=failure.code, message=failure.message, fix=failure.fix)]
     finally:
         await _disconnect(db)
-    return [_schema_result(target, version)]
+    pooler = await _pooler(db, seconds)
+    return [_schema_result(target, version), *pooler]
+
+
+async def _pooler(db: Database, seconds: float) -> list[Result]:
+    """The pooler line on PostgreSQL when there is one to talk about; none when the probe itself fails."""
+    if not isinstance(db.driver, PostgresDriver):
+        return []
+    try:
+        async with asyncio.timeout(seconds + 1):
+            finding = await find_pooler(db.driver.open_connection)
+    except Exception:  # a second connection refused (a connection limit): nothing to add
+        return []
+    result = pooler_result(db.target, finding)
+    return [] if result is None else [result]
 
 
 async def _disconnect(db: Database) -> None:
