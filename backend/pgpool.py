@@ -97,8 +97,11 @@ class ConnectionPool:
         if self._closing:
             raise PoolClosedError
         if not self._waiters:
-            if self._idle:
-                return self._take(self._idle.pop())
+            while self._idle:
+                pooled = self._idle.pop()
+                if not pooled.connection.is_closed():
+                    return self._take(pooled)
+                self._retire(pooled)  # cut while idle (a suspended Neon compute): no use trying it
             if self.open_count < self.size:
                 self._opening += 1
                 return await self._open()
