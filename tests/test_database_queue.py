@@ -19,8 +19,9 @@ from backend.database import Database
 from backend.devtokens import mint_token
 from backend.errors import ServiceUnavailableError
 from backend.settings import Settings
-from tests.conftest import TEST_DB, fresh_postgres_database, ready_server
+from tests.conftest import TEST_DB, app_url, fresh_postgres_database, ready_server
 from tests.support.jwks_server import JWKSServer
+from tests.support.pgbouncer import PgBouncer
 from tests.support.pgfaults import TableLock, lock_waiters, wait_for_waiters
 from tests.support.tokens import bearer
 
@@ -100,9 +101,10 @@ async def test_transaction_waiting_longer_than_db_pool_timeout_raises_unavailabl
 
 @pytest.mark.live
 async def test_at_most_db_pool_size_requests_reach_the_database_and_the_rest_are_answered_after(
-    database: str, jwks: JWKSServer
+    database: str, jwks: JWKSServer, pooler: PgBouncer | None
 ) -> None:
-    with ready_server(database, jwks, DB_POOL_SIZE="3", DB_POOL_TIMEOUT="60", DB_QUERY_TIMEOUT="60") as server:
+    settings = {"DB_POOL_SIZE": "3", "DB_POOL_TIMEOUT": "60", "DB_QUERY_TIMEOUT": "60"}
+    with ready_server(app_url(database, pooler), jwks, **settings) as server:
         user = f"user-{uuid.uuid4().hex[:10]}"
         headers = bearer(mint_token(server.settings, user))
         async with httpx.AsyncClient(timeout=120.0, limits=httpx.Limits(max_connections=20)) as http:
@@ -122,10 +124,10 @@ async def test_at_most_db_pool_size_requests_reach_the_database_and_the_rest_are
 
 @pytest.mark.live
 async def test_request_waiting_longer_than_db_pool_timeout_answers_503_with_retry_after(
-    database: str, jwks: JWKSServer
+    database: str, jwks: JWKSServer, pooler: PgBouncer | None
 ) -> None:
     settings = {"DB_POOL_SIZE": "1", "DB_POOL_TIMEOUT": "1", "DB_QUERY_TIMEOUT": "60"}
-    with ready_server(database, jwks, **settings) as server:
+    with ready_server(app_url(database, pooler), jwks, **settings) as server:
         user = f"user-{uuid.uuid4().hex[:10]}"
         headers = bearer(mint_token(server.settings, user))
         url = f"{server.url}/api/{user}/tasks"
