@@ -30,7 +30,7 @@ MIGRATE_FIX: Final = "`inv run` applies pending migrations when it starts, or ru
 
 
 async def check_database(settings: Settings, *, seconds: float = 3.0) -> list[Result]:
-    """One result: reachable with the schema current, or the named reason it is not."""
+    """Reachable with the schema current, or the named reason it is not; then the pooler line, if any."""
     target = parse_database_url(settings.database_url)
     if target.sqlite_path is not None and not target.sqlite_path.exists():
         return [_new_sqlite_file(target.sqlite_path)]
