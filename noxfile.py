@@ -1,7 +1,8 @@
 """Isolated, reproducible sessions; CI runs the default ones (`nox`).
 
 `nox` runs every default session: the suite on Python 3.11, 3.12 and 3.13,
-each against SQLite and a real PostgreSQL, then lint, typecheck, interop (a
+each against SQLite, a real PostgreSQL, and that PostgreSQL through Debian's
+PgBouncer in transaction mode (TLS, SCRAM), then lint, typecheck, interop (a
 real Better Auth server), browser (headless Chromium), frontend (the guide's
 Next.js app, built and clicked through) and onboarding (the README's quick
 start on a fresh clone). `nox -l` lists every
@@ -9,8 +10,9 @@ session with its one-line description; `nox -s tests -- -k auth` passes the
 arguments after `--` to pytest.
 
 Interpreters: python3.11, python3.12 and python3.13 on PATH (README.md says
-how to get them). Locally a missing interpreter, Node or Chromium skips its
-session; with CI=true each of them is a failure.
+how to get them). Locally a missing interpreter, Node, Chromium or PgBouncer
+skips its session (as root, Chromium and PgBouncer are installed with
+apt-get); with CI=true each of them is a failure.
 """
 
 from __future__ import annotations
@@ -58,16 +60,31 @@ def _unavailable(session: nox.Session, reason: str) -> None:
 
 
 @nox.session(python=PYTHONS)
-@nox.parametrize("db", ["sqlite", "postgresql"])
+@nox.parametrize("db", ["sqlite", "postgresql", "pgbouncer"])
 def tests(session: nox.Session, db: str) -> None:
-    """Run the test suite on this Python against SQLite or a real PostgreSQL."""
+    """Run the test suite on this Python against SQLite, a real PostgreSQL, or PostgreSQL through PgBouncer."""
+    env = {"TEST_DB": db}
+    if db == "pgbouncer":
+        # The PostgreSQL suite with every app and server behind PgBouncer in transaction mode.
+        _require_pgbouncer(session)
+        env = {"TEST_DB": "postgresql", "TEST_POOLER": "pgbouncer"}
     session.install(*TESTING)
     # PostgreSQL: TEST_DATABASE_URL, else a throwaway cluster per worker (tests/conftest.py).
     # pytest-xdist: the suite waits on its subprocess servers about half the time, so twice as
     # many workers as cores; one file per worker keeps each module's servers and clusters single.
     # `nox -s tests -- -n 0` runs it in one process (a later -n wins).
     workers = str(2 * (os.cpu_count() or 1))
-    session.run("pytest", "-n", workers, "--dist", "loadfile", *session.posargs, env={"TEST_DB": db})
+    session.run("pytest", "-n", workers, "--dist", "loadfile", *session.posargs, env=env)
+
+
+def _require_pgbouncer(session: nox.Session) -> None:
+    """Debian's pgbouncer package (in /usr/sbin), installed when we may; never a download."""
+    if shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin"):
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        _unavailable(session, "pgbouncer is not installed: `sudo apt-get install pgbouncer` (Debian/Ubuntu)")
+    session.run("apt-get", "update", "-qq", external=True)
+    session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "pgbouncer", external=True)
 
 
 @nox.session(python=PYTHONS[0])

@@ -111,8 +111,7 @@ async def _start(
         return
     _log_tls(settings, db)
     app.state.ready = True
-    pooled = " (pooled host: prepared-statement cache off)" if db.target.pooled else ""
-    logger.info("Ready: %s at schema version %d%s", db.target.display, LATEST_VERSION, pooled)
+    logger.info("Ready: %s at schema version %d (%s)", db.target.display, LATEST_VERSION, db.describe())
     if on_ready is not None:
         on_ready()
 

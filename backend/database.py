@@ -1,34 +1,30 @@
-"""The database: the one place that touches the `databases` package.
+"""The database: one interface over a driver per engine, and the rules for trying again.
 
-`Database` wraps `databases.Database` (asyncpg for PostgreSQL, aiosqlite for
-the embedded SQLite default) so that it could be replaced here alone. It adds
-what the package lacks: URL normalisation (backend/dburl.py), pool and query
-timeouts, and driver errors turned into `ServiceUnavailableError` (503) so a
-dropped connection is never a 500. docs/architecture.md lists what we hit.
+`Database` is what the app, the queries, the migrations and the diagnostics
+use. Behind it, one driver per engine, chosen here and nowhere else:
+backend/pgdriver.py (PostgreSQL through asyncpg: our pool with its fair line,
+prepared statements named uniquely or unnamed for a pooler) and
+backend/sqlitedriver.py (the embedded SQLite file through `databases`). A
+driver runs statements and says what an error means (`backend.dberrors.Failure`);
+the rules below decide what happens next, the same for both:
 
-A connection killed under us (`pg_terminate_backend`, a database restart,
-Neon's suspend) costs at most the statements in flight on it: a read that
-fails that way is retried once on a fresh connection (the pool's others are
-replaced too, as they were most likely killed with it); a write is retried
-only when the driver proves it was never sent, otherwise it answers 503, as
-it may or may not have committed: never a false 2xx, never a duplicate.
-Inside a transaction nothing is retried. docs/deployment.md has the figures.
+- A statement that failed because the connection or the database went away
+  (`pg_terminate_backend`, a restart, Neon's suspend, SQLite's busy file) is
+  tried once more, on a fresh connection, when that cannot apply a change
+  twice: a read, or a write the driver proves never ran. Otherwise 503
+  DATABASE_UNAVAILABLE: it may or may not have committed, so never a false
+  2xx and never a duplicate.
+- A statement a transaction pooler refused by name, or whose kept plan no
+  longer fits its table, never ran: the driver switches to what works and it
+  is tried once more, read or write. Inside a transaction the whole
+  transaction is lost instead: 503 DATABASE_POOLER_SWITCHED, or, for the
+  migrations (`run_transaction`), the transaction is run again from the start.
+- Slow is not gone: a statement past DB_QUERY_TIMEOUT, or a request that
+  waited DB_POOL_TIMEOUT in line for a connection, answers 503 at once; a
+  second try would double the wait.
+- Inside a transaction nothing is retried statement by statement.
 
-PostgreSQL: statements wait for a connection in a first-come, first-served
-line. asyncpg's pool alone is not fair: its waiters sit on an `asyncio.Queue`,
-and a connection released while the woken waiter has not yet run goes to
-whichever request asks next; the woken one finds the queue empty and goes
-back to the end. Under load (64 connections against a pool of 10) half the
-requests got a connection at once and others waited up to 1.8 s: the p99 was
-that queue (docs/performance.md measures it). The line, an
-`asyncio.Semaphore`, serves its waiters in order and lets nobody jump ahead.
-It lets half again as many requests through as the pool has connections: with
-exactly as many, each released connection idled until the next waiter ran (a
-pass of the event loop) and creates lost a fifth of their throughput; the few
-extra already wait at the pool and take a released connection at once, and
-the pool's unfair queue never holds more than they. A request that waits
-longer than DB_CONNECT_TIMEOUT in the line gets 503 DATABASE_UNAVAILABLE (its
-detail and the log say every connection stayed busy).
+docs/deployment.md has the figures; docs/architecture.md the shape.
 """
 
 from __future__ import annotations
@@ -38,109 +34,85 @@ import contextvars
 import itertools
 import logging
 import random
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Final, Protocol, TypeVar
 
-import asyncpg
-import databases
-from sqlalchemy.sql import ClauseElement
-
-from backend.dberrors import classify
+from backend.dberrors import POOLER, STALE_PLAN, Call, Failure, classify
 from backend.dburl import DatabaseTarget, parse_database_url
 from backend.errors import ServiceUnavailableError
-from backend.pgtext import DirectPostgres
+from backend.pgdriver import PostgresDriver
 from backend.settings import Settings
+from backend.sqlitedriver import SqliteDriver
 
 logger = logging.getLogger(__name__)
 
-Row = Any  # a `databases` Record: supports row["column"]
-Query = ClauseElement | str
+Row = Any  # a row: row[0], row["column"] and row._mapping work on both engines
 T = TypeVar("T")
 
 # Set while `Database.transaction()` runs in this task: no retries inside it.
 _IN_TRANSACTION: contextvars.ContextVar[bool] = contextvars.ContextVar("in_transaction", default=False)
 
-# Errors that mean "the database or the connection to it is gone", as opposed
-# to a bug in a query. These become a 503 with Retry-After.
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.InterfaceError,
-    # A backend killed mid-statement can leave asyncpg's protocol in a state it
-    # reports as an internal error (MagicStack/asyncpg#1069): the connection is
-    # unusable, nothing more; SQLAlchemy treats it as a disconnect too.
-    asyncpg.exceptions.InternalClientError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.QueryCanceledError,
-    sqlite3.OperationalError,
-)
+# Startup retries: a refused connection costs nothing, so look again often; the
+# first request after the database comes back waits at most this long.
+_RETRY_FIRST: Final = 0.25
+_RETRY_CEILING: Final = 1.0
+_RETRY_LOG_EVERY: Final = 10.0
+
+
+class Driver(Protocol):
+    """What an engine's driver does for `Database`."""
+
+    dialect: str
+    target: DatabaseTarget
+
+    @property
+    def is_connected(self) -> bool: ...
+
+    async def connect(self) -> None: ...
+
+    async def disconnect(self, grace: float) -> None: ...
+
+    async def run(self, call: Call, query: str, values: dict[str, Any] | None) -> Any: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[None]: ...
+
+    def failure(self, error: BaseException) -> Failure | None: ...
+
+    def recover(self, failure: Failure, error: BaseException) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+def driver_for(target: DatabaseTarget, settings: Settings) -> Driver:
+    """The one place that chooses between the engines."""
+    if target.dialect == "sqlite":
+        return SqliteDriver(target, settings)
+    return PostgresDriver(target, settings)
 
 
 class Database:
-    """A connection pool with timeouts, built from settings."""
+    """Statements with timeouts and retries, built from settings."""
 
     def __init__(self, settings: Settings) -> None:
         self.target: DatabaseTarget = parse_database_url(settings.database_url)
         self.dialect = self.target.dialect
-        self._database = databases.Database(self.target.url, **self._options(settings))
-        # PostgreSQL: SQL text skips SQLAlchemy's per-call compile (backend/pgtext.py).
-        self._reads: Any = DirectPostgres(self._database) if self.dialect == "postgresql" else self._database
-        # Longest one statement may take, waiting for a pooled connection included.
-        self._budget = settings.db_connect_timeout + settings.db_query_timeout
-        self._close_timeout = settings.db_connect_timeout
+        self.driver = driver_for(self.target, settings)
         self._pool_size = settings.db_pool_size
-        self._turn_timeout = settings.db_connect_timeout
-        # SQLite has no pool to queue for: `databases` opens a connection per use.
-        self._turns: asyncio.Semaphore | None = None
-
-    def _options(self, settings: Settings) -> dict[str, Any]:
-        if self.dialect == "sqlite":
-            return {"timeout": settings.db_connect_timeout}
-        options: dict[str, Any] = {
-            # No floor: idle connections close after asyncpg's 5 minutes, so an
-            # idle server holds none open, and asyncpg has no floor to restore
-            # (it logs a traceback per failed attempt while the database is down).
-            "min_size": 0,
-            "max_size": settings.db_pool_size,
-            "timeout": settings.db_connect_timeout,
-            # Server-side cancel of a query that runs too long; nothing hangs.
-            "command_timeout": settings.db_query_timeout,
-            # asyncpg's default reset sends RESET ALL, UNLISTEN, CLOSE ALL and an
-            # advisory unlock on every release: a round trip per query. We set no
-            # session state (the migration lock is transaction-scoped); asyncpg
-            # still rolls back an open transaction. docs/performance.md measures it.
-            "reset": _keep_session,
-        }
-        options.update(self.target.options)
-        return options
+        self._pool_timeout = settings.db_pool_timeout
 
     @property
     def is_connected(self) -> bool:
-        return self._database.is_connected
+        return self.driver.is_connected
+
+    def describe(self) -> str:
+        """How it talks to the database, for the startup log."""
+        return self.driver.describe()
 
     async def connect(self) -> None:
-        """Open the pool (PostgreSQL) or check the file opens (SQLite); raise the driver's error."""
-        if self.target.sqlite_path is not None:
-            self.target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        if self.dialect == "postgresql":
-            # Made here, not in __init__: a semaphore belongs to the loop it first waits on.
-            self._turns = asyncio.Semaphore(self._pool_size + self._pool_size // 2)
-        await self._database.connect()
-        try:
-            if self.dialect == "sqlite":
-                # WAL lets readers run beside a writer; the mode persists in the file.
-                await self._database.execute("PRAGMA journal_mode=WAL")
-            else:
-                await self._database.execute("SELECT 1")
-        except BaseException:
-            await self.disconnect()
-            raise
+        """Open the connections (check one works); raise the driver's error."""
+        await self.driver.connect()
 
     async def connect_with_retry(self, budget: float) -> None:
         """Connect; retry transient failures with backoff and jitter for up to `budget` seconds.
@@ -149,7 +121,7 @@ class Database:
         or on a transient one that outlasts the budget.
         """
         deadline = time.monotonic() + budget
-        delay = 0.25
+        said = _RetryLog()
         for attempt in itertools.count(1):
             try:
                 await self.connect()
@@ -159,186 +131,130 @@ class Database:
                 remaining = deadline - time.monotonic()
                 if not failure.transient or remaining <= 0:
                     raise failure from error
-            wait = min(delay * random.uniform(0.5, 1.5), remaining)  # noqa: S311 - jitter, not a secret
-            logger.warning(
-                "Database not ready (attempt %d, %s: %s); retrying in %.1fs",
-                attempt,
-                failure.code,
-                failure.message,
-                wait,
-            )
+            delay = min(_RETRY_FIRST * 2 ** (attempt - 1), _RETRY_CEILING)
+            wait = min(delay * random.uniform(0.5, 1.0), remaining)  # noqa: S311 - jitter, not a secret
+            said.attempt(attempt, failure.code, failure.message, wait)
             await asyncio.sleep(wait)
-            delay = min(delay * 2, 5.0)
 
     async def disconnect(self) -> None:
-        """Close the pool; connections still busy after the connect timeout are closed abruptly."""
-        if not self._database.is_connected:
-            return
-        try:
-            async with asyncio.timeout(self._close_timeout):
-                await self._database.disconnect()
-        except TimeoutError:
-            pool = self._pool()
-            if pool is not None:
-                pool.terminate()
-            logger.warning("Closing the database pool took over %gs; its connections were cut", self._close_timeout)
+        """Close the connections; those still busy after DB_POOL_TIMEOUT are cut."""
+        await self.driver.disconnect(self._pool_timeout)
 
-    async def fetch_all(self, query: Query, values: dict[str, Any] | None = None) -> list[Row]:
-        return list(await self._run(self._reads.fetch_all, query, values))
+    async def fetch_all(self, query: str, values: dict[str, Any] | None = None) -> list[Row]:
+        return list(await self._run("fetch", query, values))
 
-    async def fetch_one(self, query: Query, values: dict[str, Any] | None = None) -> Row | None:
-        return await self._run(self._reads.fetch_one, query, values)
+    async def fetch_one(self, query: str, values: dict[str, Any] | None = None) -> Row | None:
+        return await self._run("fetchrow", query, values)
 
-    async def fetch_val(self, query: Query, values: dict[str, Any] | None = None) -> Any:
-        return await self._run(self._reads.fetch_val, query, values)
+    async def fetch_val(self, query: str, values: dict[str, Any] | None = None) -> Any:
+        return await self._run("fetchval", query, values)
 
-    async def execute(self, query: Query, values: dict[str, Any] | None = None) -> Any:
-        return await self._run(self._database.execute, query, values)
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        """Run the block in one transaction on one connection; roll back on error."""
-        async with self._turn():
-            token = _IN_TRANSACTION.set(True)
-            try:
-                async with self._translate_errors(), self._database.transaction():
-                    yield
-            finally:
-                _IN_TRANSACTION.reset(token)
+    async def execute(self, query: str, values: dict[str, Any] | None = None) -> None:
+        await self._run("execute", query, values)
 
     async def execute_script(self, statements: Sequence[str]) -> None:
         """Run DDL statements in order (inside the caller's transaction)."""
         for statement in statements:
             await self.execute(statement)
 
-    async def _run(
-        self, call: Callable[[Query, dict[str, Any] | None], Awaitable[T]], query: Query, values: dict[str, Any] | None
-    ) -> T:
-        """One statement; retried once on a fresh connection when that cannot repeat a write."""
-        try:
-            return await self._attempt(call, query, values)
-        except _CONNECTION_ERRORS as error:
-            if not _is_connection_failure(error):
-                raise
-            await self._recover(error)
-            if _IN_TRANSACTION.get() or not _retryable(query, error):
-                raise self._unavailable(error) from error
-            logger.warning(
-                "Database connection lost (%s: %s); retrying once on a fresh connection", type(error).__name__, error
-            )
-        try:
-            return await self._attempt(call, query, values)
-        except _CONNECTION_ERRORS as error:
-            if not _is_connection_failure(error):
-                raise
-            await self._recover(error)
-            raise self._unavailable(error) from error
-
-    async def _attempt(
-        self, call: Callable[[Query, dict[str, Any] | None], Awaitable[T]], query: Query, values: dict[str, Any] | None
-    ) -> T:
-        # The pool has no acquire timeout of its own: with every connection busy a
-        # request would queue forever. This bounds the wait (its turn, then the
-        # pool's acquire, which may open a connection) plus the query.
-        async with asyncio.timeout(self._budget), self._turn():
-            return await call(query, values)
-
     @asynccontextmanager
-    async def _turn(self) -> AsyncIterator[None]:
-        """Wait in line (first come, first served) for one of the pool's connections."""
-        turns = self._turns
-        if turns is None or _IN_TRANSACTION.get():  # SQLite, or the transaction holds the turn
-            yield
-            return
+    async def transaction(self) -> AsyncIterator[None]:
+        """Run the block in one transaction on one connection; roll back on error."""
+        token = _IN_TRANSACTION.set(True)
         try:
-            async with asyncio.timeout(self._turn_timeout):
-                await turns.acquire()
-        except TimeoutError:
-            raise self._busy() from None
-        try:
-            yield
+            async with self._translate_errors(), self.driver.transaction():
+                yield
         finally:
-            turns.release()
+            _IN_TRANSACTION.reset(token)
+
+    async def run_transaction(self, work: Callable[[], Awaitable[T]]) -> T:
+        """`work()` in a transaction; run once more from the start if a pooler refused a statement in it.
+
+        Such a statement never ran and the transaction rolled back, so nothing
+        of the first run remains: the second starts as the first did.
+        """
+        try:
+            async with self.transaction():
+                return await work()
+        except ServiceUnavailableError as error:
+            if error.code != "DATABASE_POOLER_SWITCHED":
+                raise
+        async with self.transaction():
+            return await work()
+
+    async def _run(self, call: Call, query: str, values: dict[str, Any] | None) -> Any:
+        """One statement, tried again once when the rules in the module docstring allow."""
+        for attempt in (1, 2):
+            try:
+                return await self.driver.run(call, query, values)
+            except Exception as error:
+                failure = self.driver.failure(error)
+                if failure is None:
+                    raise
+                self.driver.recover(failure, error)
+                if attempt == 2 or _IN_TRANSACTION.get() or not failure.retryable(_is_read(query)):
+                    raise self._unavailable(failure, error) from error
+                logger.warning("%s", _retry_reason(failure, error))
+        raise AssertionError("unreachable")
+
+    def _unavailable(self, failure: Failure, error: BaseException) -> ServiceUnavailableError:
+        if failure.busy:
+            return self._busy()
+        if failure.kind in (POOLER, STALE_PLAN):
+            return ServiceUnavailableError(
+                "A transaction pooler between the server and the database refused a prepared statement, so"
+                " this request did not run; the server now sends statements that work through it: retry",
+                code="DATABASE_POOLER_SWITCHED",
+            )
+        logger.warning("Database unavailable: %s: %s", type(error).__name__, error)
+        return ServiceUnavailableError("The database is unavailable right now; retry shortly")
 
     def _busy(self) -> ServiceUnavailableError:
         logger.warning(
             "Every database connection (DB_POOL_SIZE=%d) stayed busy for %gs; answered 503."
             " Look for slow queries, or raise DB_POOL_SIZE or WORKERS",
             self._pool_size,
-            self._turn_timeout,
+            self._pool_timeout,
         )
         connections = f"{self._pool_size} database connection{'s' if self._pool_size != 1 else ''}"
         return ServiceUnavailableError(
-            f"The server's {connections} stayed busy for {self._turn_timeout:g}s; retry shortly"
+            f"The server's {connections} stayed busy for {self._pool_timeout:g}s; retry shortly"
         )
-
-    async def _recover(self, error: BaseException) -> None:
-        """After a failed statement: forget this task's connection; after a lost one, renew the pool."""
-        if not _IN_TRANSACTION.get():
-            # `databases` keeps one Connection per task; a release that failed on
-            # a dead socket leaves it marked as acquired, and the next query would
-            # trip its assertion. Setting None drops it (asyncpg closed it).
-            self._database._connection = None
-        pool = self._pool()
-        if pool is not None and not _is_slow(error):
-            # The pool's idle connections were most likely cut with this one:
-            # each is replaced on its next acquire instead of failing a request.
-            await pool.expire_connections()
-
-    def _pool(self) -> asyncpg.Pool | None:
-        pool = getattr(getattr(self._database, "_backend", None), "_pool", None)
-        return pool if isinstance(pool, asyncpg.Pool) else None
-
-    def _unavailable(self, error: BaseException) -> ServiceUnavailableError:
-        logger.warning("Database unavailable: %s: %s", type(error).__name__, error)
-        return ServiceUnavailableError("The database is unavailable right now; retry shortly")
 
     @asynccontextmanager
     async def _translate_errors(self) -> AsyncIterator[None]:
         try:
             yield
-        except _CONNECTION_ERRORS as error:
-            if not _is_connection_failure(error):
+        except Exception as error:
+            failure = self.driver.failure(error)
+            if failure is None:
                 raise
-            raise self._unavailable(error) from error
+            self.driver.recover(failure, error)
+            raise self._unavailable(failure, error) from error
 
 
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    """Pool release hook: nothing to reset (see `Database._options`)."""
+class _RetryLog:
+    """One line per startup attempt at first, then one every `_RETRY_LOG_EVERY` seconds or when the cause changes."""
+
+    def __init__(self) -> None:
+        self._last_code = ""
+        self._last_said = 0.0
+
+    def attempt(self, attempt: int, code: str, message: str, wait: float) -> None:
+        now = time.monotonic()
+        if attempt > 3 and code == self._last_code and now - self._last_said < _RETRY_LOG_EVERY:
+            return
+        self._last_code, self._last_said = code, now
+        logger.warning("Database not ready (attempt %d, %s: %s); retrying in %.1fs", attempt, code, message, wait)
 
 
-def _is_connection_failure(error: BaseException) -> bool:
-    """False for an SQLite error that is a bug in a query rather than a busy or missing file."""
-    return not isinstance(error, sqlite3.OperationalError) or _is_sqlite_busy(error)
+def _retry_reason(failure: Failure, error: BaseException) -> str:
+    if failure.kind == POOLER:
+        return "A transaction pooler refused a prepared statement, so it never ran; retrying once, unnamed"
+    if failure.kind == STALE_PLAN:
+        return "A kept prepared statement no longer fits its table (a migration?), so it never ran; retrying once"
+    return f"Database connection lost ({type(error).__name__}: {error}); retrying once on a fresh connection"
 
 
-def _retryable(query: Query, error: BaseException) -> bool:
-    """Whether running `query` again cannot apply a change twice, nor wait twice for a slow one."""
-    if _is_slow(error):
-        return False  # slow, not gone: a second try would double the wait
-    return _is_read(query) or _never_sent(error)
-
-
-def _is_slow(error: BaseException) -> bool:
-    return isinstance(error, TimeoutError | asyncpg.exceptions.QueryCanceledError)
-
-
-def _is_read(query: Query) -> bool:
-    if isinstance(query, str):
-        return query.lstrip()[:6].upper() == "SELECT"
-    return bool(getattr(query, "is_select", False))
-
-
-def _never_sent(error: BaseException) -> bool:
-    """The statement provably never reached the server (failed while connecting, or on a closed connection)."""
-    if isinstance(error, asyncpg.exceptions.InterfaceError):
-        return "connection is closed" in str(error)
-    return isinstance(
-        error,
-        ConnectionRefusedError | asyncpg.exceptions.CannotConnectNowError | asyncpg.exceptions.TooManyConnectionsError,
-    )
-
-
-def _is_sqlite_busy(error: sqlite3.OperationalError) -> bool:
-    message = str(error)
-    return "locked" in message or "unable to open" in message or "disk I/O" in message
+def _is_read(query: str) -> bool:
+    return query.lstrip()[:6].upper() == "SELECT"

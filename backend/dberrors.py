@@ -1,21 +1,50 @@
-"""Why a database connection failed, named, with the fix, and whether to retry.
+"""Why a database failed, and whether to try again.
 
-Used by the server's startup (retry the transient, stop on the permanent) and
-by `inv env-check` (one line per failure). Every code is in
-docs/troubleshooting.md.
+`classify` names why connecting failed, with the fix: the server's startup
+retries the transient and stops on the permanent, `inv env-check` prints one
+line per failure. Every code is in docs/troubleshooting.md.
+
+`Failure` is what a statement's error means to backend/database.py's retry
+rules; each driver (backend/pgdriver.py, backend/sqlitedriver.py) maps its
+own errors to one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sqlite3
 import ssl
+from typing import Final, Literal
 
 import asyncpg
 
 from backend.dbtls import TlsPolicy, certificate_failure, tls_unavailable_fix
 from backend.dburl import DatabaseTarget
 from backend.errors import DatabaseUnreachableError
+
+# Kinds of statement failure.
+LOST: Final = "lost"  # the connection or the database went away (or SQLite's file was busy)
+SLOW: Final = "slow"  # a limit ran out: a statement took too long, or no connection came free
+POOLER: Final = "pooler"  # a transaction pooler refused a prepared statement by name
+STALE_PLAN: Final = "stale_plan"  # a kept statement no longer fits the table it reads
+
+Call = Literal["fetch", "fetchrow", "fetchval", "execute"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """A statement failed for a reason outside the query itself."""
+
+    kind: str
+    never_ran: bool  # provably not executed: nothing to apply twice
+    busy: bool = False  # every connection stayed busy (a kind of SLOW)
+
+    def retryable(self, read: bool) -> bool:
+        """Whether running the statement again can neither apply a change twice nor double a wait."""
+        if self.kind == SLOW:
+            return False
+        return read or self.never_ran
 
 
 def classify(error: BaseException, target: DatabaseTarget) -> DatabaseUnreachableError:

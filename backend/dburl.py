@@ -49,6 +49,11 @@ class DatabaseTarget:
     user: str = ""
     sqlite_path: Path | None = None
     tls: TlsPolicy | None = None  # PostgreSQL only (backend/dbtls.py)
+    # A transaction pooler recognised from the URL ("" when none is), and how statements
+    # start out: named (kept by the server) or unnamed (backend/pgstatements.py).
+    pooler: str = ""
+    named_statements: bool = True
+    statement_limit: int = 100
 
     def __repr__(self) -> str:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -57,8 +62,8 @@ class DatabaseTarget:
 
     @property
     def pooled(self) -> bool:
-        """True for a PgBouncer in transaction mode (Neon's `-pooler` hosts)."""
-        return self.options.get("statement_cache_size") == 0
+        """True when the URL names a transaction pooler (host, port or `?pgbouncer=true`)."""
+        return bool(self.pooler)
 
     @property
     def display(self) -> str:
@@ -118,6 +123,7 @@ def _parse_postgres(raw: str) -> DatabaseTarget:
         )
     query = _query(parts.query)
     tls = parse_tls(query, parts.hostname or "")
+    pooler, named, limit = _pooler(query, parts.hostname or "", port)
     options = _postgres_options(query, parts.hostname or "")
     ssl_option = tls.ssl_option()
     if ssl_option is not None:
@@ -135,6 +141,9 @@ def _parse_postgres(raw: str) -> DatabaseTarget:
         database=unquote(database),
         user=unquote(parts.username or ""),
         tls=tls,
+        pooler=pooler,
+        named_statements=named,
+        statement_limit=limit,
     )
 
 
@@ -176,13 +185,9 @@ def _query(query: str) -> dict[str, str]:
 def _postgres_options(query: dict[str, str], hostname: str) -> dict[str, Any]:
     options: dict[str, Any] = {}
     server_settings: dict[str, str] = {}
-    if query.pop("pgbouncer", "").lower() == "true" or "-pooler." in hostname:
-        options["statement_cache_size"] = 0
     for key, value in query.items():
         if key == "connect_timeout":
             options["timeout"] = _number(key, value)
-        elif key == "statement_cache_size":
-            options["statement_cache_size"] = int(_number(key, value))
         elif key in ("application_name", "options"):
             server_settings[key] = value
         elif key in ("host", "target_session_attrs"):
@@ -196,6 +201,40 @@ def _postgres_options(query: dict[str, str], hostname: str) -> dict[str, Any]:
     if server_settings:
         options["server_settings"] = server_settings
     return options
+
+
+# Ports transaction poolers listen on by default, and whose they are.
+_POOLER_PORTS: Final = {
+    6543: "port 6543: Supabase's transaction pooler",
+    6432: "port 6432: PgBouncer's default",
+    25061: "port 25061: DigitalOcean's connection pooler",
+}
+
+
+def _pooler(query: dict[str, str], hostname: str, port: int) -> tuple[str, bool, int]:
+    """The transaction pooler the URL names ("" for none), whether statements start named, and how many to keep.
+
+    Neon's pooler (PgBouncer with `max_prepared_statements`) keeps prepared
+    statements across transactions: named, one round trip and the server's
+    plan. The others may not (Supabase's Supavisor does not; a PgBouncer
+    before 1.21 cannot): unnamed. A pooler no URL gives away is found at run
+    time (backend/pgdriver.py).
+    """
+    hint = query.pop("pgbouncer", "").lower()
+    if hint not in ("", "true", "false"):
+        raise DatabaseURLError(f"has pgbouncer={quoted(hint)}", "use pgbouncer=true (or false)")
+    limit = int(_number("statement_cache_size", query.pop("statement_cache_size", "100")))
+    if hint == "false":
+        return "", limit > 0, limit
+    if hint == "true":
+        return "?pgbouncer=true", False, limit
+    if "-pooler." in hostname:
+        return "Neon's -pooler host", limit > 0, limit
+    if hostname.endswith(".pooler.supabase.com") and port != 5432:
+        return "Supabase's pooler host", False, limit
+    if port in _POOLER_PORTS:
+        return _POOLER_PORTS[port], False, limit
+    return "", limit > 0, limit
 
 
 def _number(key: str, value: str) -> float:

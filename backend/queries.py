@@ -5,10 +5,11 @@ isolation is enforced here, in the query, not only by the endpoint's checks.
 Each change is one statement, so it is atomic without an explicit transaction.
 
 The statements are SQL text written once, valid on PostgreSQL and SQLite
-alike, with named parameters. `databases` compiles a SQLAlchemy Core statement
-again on every call, and that cost more than the round trip to PostgreSQL
-(docs/performance.md); text it only binds. backend/tables.py stays the
-schema's description in Python, which a test checks against the migrations.
+alike, with named parameters; on PostgreSQL each is prepared once per
+connection (backend/pgstatements.py). Compiling SQLAlchemy Core on every
+call cost more than the round trip to PostgreSQL (docs/performance.md).
+backend/tables.py stays the schema's description in Python, which a test
+checks against the migrations.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ async def create_task(db: Database, user_id: str, data: TaskCreate) -> Task:
         "title": data.title,
         "description": data.description,
         "completed": data.completed,
-        "now": _now(db),
+        "now": _now(),
     }
     row = await db.fetch_one(_INSERT, values)
     assert row is not None  # INSERT ... RETURNING always returns the row
@@ -98,7 +99,7 @@ async def set_completed(db: Database, user_id: str, task_id: int, completed: boo
         return await _update(db, user_id, task_id, {"completed": completed})
     if not 0 < task_id <= MAX_ID:
         return None
-    row = await db.fetch_one(_TOGGLE, {"id": task_id, "user_id": user_id, "now": _now(db)})
+    row = await db.fetch_one(_TOGGLE, {"id": task_id, "user_id": user_id, "now": _now()})
     return _task(row) if row is not None else None
 
 
@@ -111,9 +112,7 @@ async def delete_task(db: Database, user_id: str, task_id: int) -> bool:
 async def _update(db: Database, user_id: str, task_id: int, changes: dict[str, Any]) -> Task | None:
     if not 0 < task_id <= MAX_ID:
         return None
-    row = await db.fetch_one(
-        _update_sql(tuple(changes)), {**changes, "now": _now(db), "id": task_id, "user_id": user_id}
-    )
+    row = await db.fetch_one(_update_sql(tuple(changes)), {**changes, "now": _now(), "id": task_id, "user_id": user_id})
     return _task(row) if row is not None else None
 
 
@@ -152,13 +151,8 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _now(db: Database) -> datetime | str:
-    now = datetime.now(UTC)
-    if db.dialect == "sqlite":
-        # SQLite has no time type: stored as UTC text in SQLAlchemy's layout, which sorts
-        # in time order (and Python 3.12 deprecates sqlite3's implicit datetime adapter).
-        return now.replace(tzinfo=None).isoformat(" ", "microseconds")
-    return now
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _task(row: Row) -> Task:
@@ -174,7 +168,7 @@ def _task(row: Row) -> Task:
 
 
 def _utc(value: datetime | str) -> datetime:
-    # SQLite hands back text; every stored time is UTC.
+    # SQLite hands back text (backend/sqlitedriver.py); every stored time is UTC.
     if isinstance(value, str):
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -87,7 +87,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ("http://localhost:3000",)
     log_level: str = "info"
     db_pool_size: int = 10
-    db_connect_timeout: float = 5.0
+    db_pool_timeout: float = 5.0
+    db_connect_timeout: float = 15.0
     db_query_timeout: float = 10.0
     db_connect_retry_seconds: float = 60.0
     graceful_timeout: float = 10.0
@@ -130,6 +131,7 @@ SETTING_NAMES: Final = (
     "CORS_ORIGINS",
     "LOG_LEVEL",
     "DB_POOL_SIZE",
+    "DB_POOL_TIMEOUT",
     "DB_CONNECT_TIMEOUT",
     "DB_QUERY_TIMEOUT",
     "DB_CONNECT_RETRY_SECONDS",
@@ -193,7 +195,8 @@ def build_settings(lookup: Lookup, *, create_dev_secret: bool = False) -> Settin
         "cors_origins": reader.origins("CORS_ORIGINS", "http://localhost:3000"),
         "log_level": reader.choice("LOG_LEVEL", "info", LOG_LEVELS, lower=True),
         "db_pool_size": reader.integer("DB_POOL_SIZE", 10, 1, 1000),
-        "db_connect_timeout": reader.seconds("DB_CONNECT_TIMEOUT", 5.0),
+        "db_pool_timeout": reader.seconds("DB_POOL_TIMEOUT", 5.0),
+        "db_connect_timeout": reader.seconds("DB_CONNECT_TIMEOUT", 15.0),
         "db_query_timeout": reader.seconds("DB_QUERY_TIMEOUT", 10.0),
         "db_connect_retry_seconds": reader.seconds("DB_CONNECT_RETRY_SECONDS", 60.0, allow_zero=True),
         "graceful_timeout": reader.seconds("GRACEFUL_TIMEOUT", 10.0),

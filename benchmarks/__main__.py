@@ -6,7 +6,8 @@
 - `levers SCENARIO`: ours with and without issue 17's levers under load (benchmarks/leverload.py);
 - `startup`: `inv run` to the first /health, by import (benchmarks/startup.py);
 - `sqlcost`: one list query through each database layer (benchmarks/sqlcost.py);
-- `tail SCENARIO`: where slow requests wait (benchmarks/tail.py).
+- `tail SCENARIO`: where slow requests wait (benchmarks/tail.py);
+- `roundtrips`: database round trips per request, ours and the peer's (benchmarks/roundtrips.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
-from benchmarks import bench, cost, leverload, pieces, profile, sqlcost, startup, tail
+from benchmarks import bench, cost, leverload, pieces, profile, roundtrips, sqlcost, startup, tail
 
 TOOLS: dict[str, Callable[[Sequence[str]], int]] = {
     "profile": profile.main,
@@ -24,6 +25,7 @@ TOOLS: dict[str, Callable[[Sequence[str]], int]] = {
     "startup": startup.main,
     "sqlcost": sqlcost.main,
     "tail": tail.main,
+    "roundtrips": roundtrips.main,
 }
 
 if __name__ == "__main__":

@@ -1,15 +1,12 @@
 """Our server (`python -m backend`) with timers on the path of a request, for benchmarks/tail.py.
 
-    PROBE_OUT=/tmp/probe.json python -m benchmarks.probe [--without-line]
+    PROBE_OUT=/tmp/probe.json python -m benchmarks.probe
 
-Records, per API request: the wait for a turn in the line in front of the pool
-(backend/database.py), the pool's own acquire, the time in the app (from the
+Records, per API request: the wait for a connection (backend/pgpool.py: the
+turn in the line, or opening a connection), the time in the app (from the
 ASGI call to the last body byte handed to Hypercorn); and, while requests
 are in flight, the event loop's lag every 5 ms. Written as JSON to PROBE_OUT
-when the server exits. `--without-line` makes the line a no-op: requests go
-straight to asyncpg's pool, as before the line existed; `--line-size N` lets N
-requests past it; so variants can be compared in one run. Bench-only: it
-patches private names.
+when the server exits. Bench-only: it wraps names the server imports.
 """
 
 from __future__ import annotations
@@ -20,73 +17,39 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-
-import asyncpg.pool
 
 import backend.app
 import backend.server
-from backend.database import Database
+from backend.pgpool import ConnectionPool, Pooled
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 App = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
 
-SAMPLES: dict[str, list[float]] = {"line": [], "acquire": [], "app": [], "lag": []}
+SAMPLES: dict[str, list[float]] = {"line": [], "app": [], "lag": []}
 _LAG_PERIOD = 0.005
 _IN_FLIGHT = [0]  # /api requests in the app: the loop is sampled only under load
 
 
 def main(argv: list[str]) -> int:
-    _time_the_line(without="--without-line" in argv)
-    if "--line-size" in argv:
-        _resize_the_line(int(argv[argv.index("--line-size") + 1]))
-    _time_the_pool()
+    _time_the_line()
     _time_the_app()
     atexit.register(_dump, os.environ["PROBE_OUT"])
     return backend.server.main()
 
 
-def _time_the_line(*, without: bool) -> None:
-    turn = Database._turn
+def _time_the_line() -> None:
+    acquire = ConnectionPool.acquire
 
-    @asynccontextmanager
-    async def timed(self: Database) -> AsyncIterator[None]:
+    async def timed(self: ConnectionPool) -> Pooled:
         began = time.perf_counter()
-        if without:
-            SAMPLES["line"].append(0.0)
-            yield
-            return
-        async with turn(self):
-            SAMPLES["line"].append(time.perf_counter() - began)
-            yield
+        pooled = await acquire(self)
+        SAMPLES["line"].append(time.perf_counter() - began)
+        return pooled
 
-    Database._turn = timed  # type: ignore[method-assign]
-
-
-def _resize_the_line(size: int) -> None:
-    """Let `size` requests at once past the line (the pool still opens DB_POOL_SIZE connections at most)."""
-    connect = Database.connect
-
-    async def resized(self: Database) -> None:
-        await connect(self)
-        self._turns = asyncio.Semaphore(size)
-
-    Database.connect = resized  # type: ignore[method-assign]
-
-
-def _time_the_pool() -> None:
-    acquire = asyncpg.pool.Pool._acquire
-
-    async def timed(self: asyncpg.Pool, timeout: float | None) -> Any:  # noqa: ASYNC109 - asyncpg's signature
-        began = time.perf_counter()
-        connection = await acquire(self, timeout)
-        SAMPLES["acquire"].append(time.perf_counter() - began)
-        return connection
-
-    asyncpg.pool.Pool._acquire = timed
+    ConnectionPool.acquire = timed  # type: ignore[method-assign]
 
 
 def _time_the_app() -> None:

@@ -1,13 +1,11 @@
-"""Where the slow requests wait: ours with and without the line in front of the pool, and the peer.
+"""Where the slow requests wait: ours (its fair line in front of the pool) and the peer.
 
-    nox -s bench -- tail list [--duration 5 --runs 3] [--line-sizes 10,20] [--tokens eddsa|hs256]
+    nox -s bench -- tail list [--duration 5 --runs 3] [--tokens eddsa|hs256]
 
-Runs `python -m benchmarks.probe` twice (with the line, and `--without-line`,
-which sends requests straight to asyncpg's pool; `--line-sizes` adds ours
-with the line that wide) beside the peer, alternating run by run, and prints
-what wrk saw (req/s, p50, p90, p99) and, per variant of ours, the percentiles
-of each part of a request's time: its wait in the line, asyncpg's acquire, the
-whole app; and the event loop's lag under load.
+Runs `python -m benchmarks.probe` beside the peer, alternating run by run,
+and prints what wrk saw (req/s, p50, p90, p99) and the percentiles of each
+part of our requests' time: the wait for a connection (the line), the whole
+app; and the event loop's lag under load.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from benchmarks.bench import alternate
 from benchmarks.servers import Server
 from benchmarks.tokens import KINDS, Provider
 
-VARIANTS: dict[str, tuple[str, ...]] = {"ours": (), "ours without line": ("--without-line",)}
+VARIANTS: dict[str, tuple[str, ...]] = {"ours": ()}
 
 
 def main(argv: Sequence[str]) -> int:
@@ -35,11 +33,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per server")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--line-sizes", default="", help="also ours with the line this wide, e.g. 10,20")
     parser.add_argument("--tokens", choices=KINDS, default="eddsa")
     opts = parser.parse_args(argv)
     variants = dict(VARIANTS)
-    variants.update({f"ours line {n}": ("--line-size", n) for n in opts.line_sizes.split(",") if n})
     probes = Path(tempfile.mkdtemp(prefix="bench-tail-"))
     with postgres.BenchPostgres() as pg, Provider() as provider:
         urls = {"ours": pg.create("ours"), "peer": pg.create("peer")}
@@ -92,7 +88,7 @@ def _wrk_table(results: dict[str, list[wrk.Result]]) -> str:
 
 def _probe_table(samples: dict[str, list[float]]) -> str:
     lines = ["| part | n | p50 | p90 | p99 | p99.9 | max |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for part in ("line", "acquire", "app", "lag"):
+    for part in ("line", "app", "lag"):
         values = sorted(samples[part])
         if values:
             shown = " | ".join(f"{_at(values, q) * 1000:.1f}" for q in (0.5, 0.9, 0.99, 0.999, 1.0))

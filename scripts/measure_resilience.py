@@ -6,6 +6,9 @@
 
 - recovery: the database is stopped, then started again; time from
   `pg_ctl start` returning to the first 200 of an API read (target: < 2 s);
+- startup outage: a server started while the database is down retries for
+  `--outage` seconds (its backoff at its ceiling by then); time from
+  `pg_ctl start` returning to the first 200 of an API read (target: about 1 s);
 - kills: steady load from concurrent clients (mixed lists and creates) while
   every backend connection is killed with `pg_terminate_backend` once a
   second; requests failed per kill, beside the requests in flight at that
@@ -83,6 +86,25 @@ async def recovery(cluster: PostgresCluster, client: Client, runs: int) -> list[
         while (await client.read()).status_code != 200:  # noqa: ASYNC110 - polling the server is the measurement
             await asyncio.sleep(0.01)
         times.append(time.perf_counter() - started)
+    return times
+
+
+async def startup_outage(cluster: PostgresCluster, database: str, runs: int, outage: float) -> list[float]:
+    """Seconds from the database accepting connections to a server started while it was down answering 200."""
+    times = []
+    for _ in range(runs):
+        await asyncio.to_thread(cluster.stop, "fast")
+        with LiveServer(**server_env(database)) as server:
+            server.start()
+            await asyncio.to_thread(server.wait_healthy)
+            async with httpx.AsyncClient(timeout=60) as http:
+                client = Client(server, http)
+                await asyncio.sleep(outage)
+                await asyncio.to_thread(cluster.start)
+                started = time.perf_counter()
+                while (await client.read()).status_code != 200:  # noqa: ASYNC110 - polling the server is the measurement
+                    await asyncio.sleep(0.01)
+                times.append(time.perf_counter() - started)
     return times
 
 
@@ -186,9 +208,10 @@ async def measure(args: argparse.Namespace) -> None:
                     kills = await kills_under_load(database, client, args.seconds, args.concurrency)
                 stored = await stored_rows(database, client.user)
             stopped = await shutdown(database, args.runs, args.hold, args.slow_requests)
+            outage = await startup_outage(cluster, database, args.runs, args.outage)
     finally:
         cluster.remove()
-    report(recovered, kills, stored, stopped, args)
+    report(recovered, kills, stored, stopped, args, outage=outage)
 
 
 def report(
@@ -197,6 +220,8 @@ def report(
     stored: list[tuple[int, str]],
     stopped: list[tuple[float, float]],
     args: argparse.Namespace,
+    *,
+    outage: list[float],
 ) -> None:
     ids = {task_id for task_id, _ in stored}
     lost = sum(1 for task_id in kills.acknowledged if task_id not in ids)
@@ -209,6 +234,11 @@ def report(
             "recovery: database back -> first API 200",
             f"median {_ms(recovered)}, max {max(recovered) * 1000:.0f} ms",
             "< 2 s",
+        ),
+        (
+            f"startup outage ({args.outage:g} s): database up -> first API 200",
+            f"median {_ms(outage)}, max {max(outage) * 1000:.0f} ms",
+            "about 1 s",
         ),
         (
             f"requests failed per connection kill ({args.concurrency} clients, {kills.kills} kills)",
@@ -243,6 +273,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients under load (default 16)")
     parser.add_argument("--hold", type=float, default=1.0, help="seconds the lock holds requests after SIGTERM")
     parser.add_argument("--slow-requests", type=int, default=4, help="requests held by the lock at SIGTERM")
+    parser.add_argument("--outage", type=float, default=8.0, help="seconds a starting server waits for the database")
     asyncio.run(measure(parser.parse_args()))
 
 

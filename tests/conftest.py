@@ -3,7 +3,11 @@ in-process with its real lifespan, tokens signed like Better Auth's.
 
 TEST_DB=postgresql runs the suite against PostgreSQL: TEST_DATABASE_URL when
 set (a database named todo_test_* is created there and dropped afterwards),
-otherwise a throwaway cluster started with initdb/pg_ctl.
+otherwise a throwaway cluster started with initdb/pg_ctl. TEST_POOLER=pgbouncer
+puts a PgBouncer in transaction mode (TLS, SCRAM, tests/support/pgbouncer.py)
+between the app and that database: every test's app and server get the plain
+URL a provider shows for it (`database_url`, `app_url()`), while the tests'
+own checks on the data go straight to the database.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -25,11 +30,12 @@ from starlette.applications import Starlette
 
 from backend.app import create_app
 from backend.settings import Secret, Settings
-from tests.support import pgcluster
+from tests.support import pgbouncer, pgcluster
 from tests.support.jwks_server import JWKSServer, sign
 from tests.support.live import LiveServer
 
 TEST_DB = os.environ.get("TEST_DB", "sqlite")
+TEST_POOLER = os.environ.get("TEST_POOLER", "")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 # Random-looking on purpose: production refuses a guessable secret (backend/secretstrength.py).
 SECRET = "test-shared-secret-Vb7Qm2xK9pLz4RwT8nHc3JdY6fGs1EaU0oIk5"
@@ -37,7 +43,7 @@ AUTH_URL = "http://localhost:3000"
 
 
 def pytest_report_header() -> str:
-    return f"database: {TEST_DB}"
+    return f"database: {TEST_DB}" + (f" through {TEST_POOLER}" if TEST_POOLER else "")
 
 
 @pytest.fixture(scope="session")
@@ -69,14 +75,37 @@ def postgres_admin_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def pooler(request: pytest.FixtureRequest) -> Iterator[pgbouncer.PgBouncer | None]:
+    """The PgBouncer in front of the suite's PostgreSQL (TEST_POOLER=pgbouncer), else None."""
+    if TEST_POOLER != "pgbouncer" or TEST_DB != "postgresql":
+        yield None
+        return
+    if not pgbouncer.available():
+        message = "TEST_POOLER=pgbouncer needs pgbouncer: `sudo apt-get install pgbouncer` (Debian/Ubuntu)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    with pgbouncer.PgBouncer(urlsplit(admin_url).port or 5432) as bouncer:
+        yield bouncer
+
+
+def app_url(url: str, pooler: pgbouncer.PgBouncer | None) -> str:
+    """The URL an app or server gets for the database at `url`: through the suite's pooler when there is one."""
+    if pooler is None:
+        return url
+    return pooler.url(urlsplit(url).path.lstrip("/"))
+
+
+@pytest.fixture(scope="session")
 async def database_url(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """The URL of a database created for this run and removed after it."""
+    """The URL of a database created for this run and removed after it (through the pooler, if any)."""
     if TEST_DB == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'todo.sqlite3'}"
         return
     admin_url = request.getfixturevalue("postgres_admin_url")
     async with fresh_postgres_database(admin_url) as url:
-        yield url
+        yield app_url(url, request.getfixturevalue("pooler"))
 
 
 class fresh_postgres_database:  # noqa: N801 - used like a function

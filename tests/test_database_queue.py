@@ -1,4 +1,4 @@
-"""The line in front of the pool (backend/database.py): bounded, first come first served, 503 when too long.
+"""The line in front of the pool (backend/pgpool.py): bounded, first come first served, 503 when too long.
 
 PostgreSQL only: SQLite has no pool. Statements are held with a real lock
 (tests/support/pgfaults.py) or a real open transaction, never a sleep, and
@@ -19,8 +19,9 @@ from backend.database import Database
 from backend.devtokens import mint_token
 from backend.errors import ServiceUnavailableError
 from backend.settings import Settings
-from tests.conftest import TEST_DB, fresh_postgres_database, ready_server
+from tests.conftest import TEST_DB, app_url, fresh_postgres_database, ready_server
 from tests.support.jwks_server import JWKSServer
+from tests.support.pgbouncer import PgBouncer
 from tests.support.pgfaults import TableLock, lock_waiters, wait_for_waiters
 from tests.support.tokens import bearer
 
@@ -69,10 +70,10 @@ async def test_statements_waiting_for_the_connection_run_in_arrival_order(one_co
     assert [row["who"] for row in rows] == ["holder", "first", "second", "third", "fourth", "fifth"]
 
 
-async def test_transaction_waiting_longer_than_db_connect_timeout_raises_unavailable(
+async def test_transaction_waiting_longer_than_db_pool_timeout_raises_unavailable(
     settings: Settings, database: str
 ) -> None:
-    db = Database(dataclasses.replace(settings, database_url=database, db_pool_size=1, db_connect_timeout=0.2))
+    db = Database(dataclasses.replace(settings, database_url=database, db_pool_size=1, db_pool_timeout=0.2))
     await db.connect()
     try:
         release = asyncio.Event()
@@ -100,9 +101,10 @@ async def test_transaction_waiting_longer_than_db_connect_timeout_raises_unavail
 
 @pytest.mark.live
 async def test_at_most_db_pool_size_requests_reach_the_database_and_the_rest_are_answered_after(
-    database: str, jwks: JWKSServer
+    database: str, jwks: JWKSServer, pooler: PgBouncer | None
 ) -> None:
-    with ready_server(database, jwks, DB_POOL_SIZE="3", DB_CONNECT_TIMEOUT="60", DB_QUERY_TIMEOUT="60") as server:
+    settings = {"DB_POOL_SIZE": "3", "DB_POOL_TIMEOUT": "60", "DB_QUERY_TIMEOUT": "60"}
+    with ready_server(app_url(database, pooler), jwks, **settings) as server:
         user = f"user-{uuid.uuid4().hex[:10]}"
         headers = bearer(mint_token(server.settings, user))
         async with httpx.AsyncClient(timeout=120.0, limits=httpx.Limits(max_connections=20)) as http:
@@ -121,11 +123,11 @@ async def test_at_most_db_pool_size_requests_reach_the_database_and_the_rest_are
 
 
 @pytest.mark.live
-async def test_request_waiting_longer_than_db_connect_timeout_answers_503_with_retry_after(
-    database: str, jwks: JWKSServer
+async def test_request_waiting_longer_than_db_pool_timeout_answers_503_with_retry_after(
+    database: str, jwks: JWKSServer, pooler: PgBouncer | None
 ) -> None:
-    settings = {"DB_POOL_SIZE": "1", "DB_CONNECT_TIMEOUT": "1", "DB_QUERY_TIMEOUT": "60"}
-    with ready_server(database, jwks, **settings) as server:
+    settings = {"DB_POOL_SIZE": "1", "DB_POOL_TIMEOUT": "1", "DB_QUERY_TIMEOUT": "60"}
+    with ready_server(app_url(database, pooler), jwks, **settings) as server:
         user = f"user-{uuid.uuid4().hex[:10]}"
         headers = bearer(mint_token(server.settings, user))
         url = f"{server.url}/api/{user}/tasks"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -235,6 +236,29 @@ async def test_nothing_listening_is_connection_refused() -> None:
         f"nothing accepts connections on 127.0.0.1:{port}",
     )
     assert (await connect_error(url)).transient is True
+
+
+async def test_startup_looks_again_within_a_second_and_logs_the_first_attempts_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = closed_port()
+    db = Database(Settings(database_url=f"postgresql://postgres@127.0.0.1:{port}/todo"))
+
+    with caplog.at_level(logging.WARNING, logger="backend.database"), pytest.raises(DatabaseUnreachableError) as raised:
+        await db.connect_with_retry(4.0)
+
+    lines = [record.getMessage() for record in caplog.records]
+    waits = [float(line.rsplit("retrying in ", 1)[1].rstrip("s")) for line in lines]
+    assert raised.value.code == "DB_CONNECTION_REFUSED"
+    assert [line.split(",", 1)[0] for line in lines] == [
+        "Database not ready (attempt 1",
+        "Database not ready (attempt 2",
+        "Database not ready (attempt 3",
+    ]
+    cause = f"DB_CONNECTION_REFUSED: nothing accepts connections on 127.0.0.1:{port}); retrying in "
+    assert all(cause in line for line in lines)
+    assert min(waits) > 0
+    assert max(waits) <= 1.0
 
 
 async def test_server_that_never_answers_is_a_timeout(silent_port: int) -> None:

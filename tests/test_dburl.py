@@ -52,15 +52,15 @@ def ca_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+asyncpg", "PostgreSQL"])
 def test_postgres_schemes_normalize_to_postgresql_url_keeping_every_part(scheme: str) -> None:
-    target = parse_database_url(f"{scheme}://alice:s3cret@db.example.com:6543/todo")
+    target = parse_database_url(f"{scheme}://alice:s3cret@db.example.com:5433/todo")
 
     assert target.dialect == "postgresql"
-    assert target.url == "postgresql://alice:s3cret@db.example.com:6543/todo"
-    assert (target.user, target.host, target.port, target.database) == ("alice", "db.example.com", 6543, "todo")
+    assert target.url == "postgresql://alice:s3cret@db.example.com:5433/todo"
+    assert (target.user, target.host, target.port, target.database) == ("alice", "db.example.com", 5433, "todo")
     assert target.options == {}
     assert target.pooled is False
     assert target.sqlite_path is None
-    assert target.display == "alice@db.example.com:6543/todo"
+    assert target.display == "alice@db.example.com:5433/todo"
 
 
 def test_url_for_databases_has_no_query_string() -> None:
@@ -126,13 +126,55 @@ def test_neon_url_with_channel_binding_verifies_the_certificate_for_its_host() -
     assert target.display == "u@ep-cool-123.us-east-2.aws.neon.tech:5432/neondb"
 
 
-def test_neon_pooler_host_disables_the_statement_cache() -> None:
+def test_neon_pooler_host_is_a_pooler_that_keeps_named_statements() -> None:
     target = parse_database_url(NEON_POOLER)
 
     assert target.url == "postgresql://u:p@ep-cool-123-pooler.us-east-2.aws.neon.tech/neondb"
-    assert target.options["statement_cache_size"] == 0
+    assert "statement_cache_size" not in target.options
     assert_verifies(target.options["ssl"], check_hostname=True)
     assert target.pooled is True
+    assert target.pooler == "Neon's -pooler host"
+    assert target.named_statements is True
+
+
+@pytest.mark.parametrize(
+    ("port", "pooler"),
+    [
+        (6543, "port 6543: Supabase's transaction pooler"),
+        (6432, "port 6432: PgBouncer's default"),
+        (25061, "port 25061: DigitalOcean's connection pooler"),
+    ],
+)
+def test_transaction_pooler_ports_start_with_unnamed_statements(port: int, pooler: str) -> None:
+    target = parse_database_url(f"postgresql://u:p@db.example.com:{port}/todo")
+
+    assert target.pooler == pooler
+    assert target.named_statements is False
+    assert target.options == {}
+
+
+def test_supabase_pooler_host_is_a_transaction_pooler_except_in_session_mode() -> None:
+    transaction = parse_database_url("postgres://u.ref:p@aws-0-eu-central-1.pooler.supabase.com:6543/postgres")
+    session = parse_database_url("postgres://u.ref:p@aws-0-eu-central-1.pooler.supabase.com:5432/postgres")
+
+    assert transaction.pooler == "Supabase's pooler host"
+    assert transaction.named_statements is False
+    assert session.pooled is False
+    assert session.named_statements is True
+
+
+def test_pgbouncer_false_says_there_is_none_on_a_pooler_port() -> None:
+    target = parse_database_url("postgresql://u:p@db.example.com:6432/todo?pgbouncer=false")
+
+    assert target.pooled is False
+    assert target.named_statements is True
+    assert target.options == {}
+
+
+def test_pgbouncer_that_is_not_true_or_false_is_refused() -> None:
+    error = refused("postgresql://u:p@db.example.com/todo?pgbouncer=yes")
+
+    assert (error.reason, error.fix) == ("has pgbouncer='yes'", "use pgbouncer=true (or false)")
 
 
 def test_neon_host_without_sslmode_still_requires_tls() -> None:
@@ -147,9 +189,13 @@ def test_explicit_sslmode_disable_wins_even_on_neon() -> None:
     assert target.options == {"ssl": False}
 
 
-def test_pgbouncer_true_disables_the_statement_cache_on_any_host() -> None:
-    assert options_of("pgbouncer=true") == {"statement_cache_size": 0}
-    assert parse_database_url("postgresql://u:p@db.example.com/todo?pgbouncer=true").pooled is True
+def test_pgbouncer_true_starts_with_unnamed_statements_on_any_host() -> None:
+    target = parse_database_url("postgresql://u:p@db.example.com/todo?pgbouncer=true")
+
+    assert options_of("pgbouncer=true") == {}
+    assert target.pooled is True
+    assert target.pooler == "?pgbouncer=true"
+    assert target.named_statements is False
 
 
 def test_other_hosts_get_no_tls_option_unless_asked() -> None:
@@ -357,10 +403,19 @@ def test_application_name_and_options_become_server_settings() -> None:
     assert options == {"server_settings": {"application_name": "todo-api", "options": "-c search_path=app"}}
 
 
-def test_statement_cache_size_and_target_session_attrs_pass_through() -> None:
-    options = options_of("statement_cache_size=100&target_session_attrs=read-write")
+def test_statement_cache_size_bounds_the_statements_kept_and_target_session_attrs_passes_through() -> None:
+    target = parse_database_url(
+        "postgresql://u:p@db.example.com/todo?statement_cache_size=50&target_session_attrs=read-write"
+    )
 
-    assert options == {"statement_cache_size": 100, "target_session_attrs": "read-write"}
+    assert target.options == {"target_session_attrs": "read-write"}
+    assert (target.statement_limit, target.named_statements) == (50, True)
+
+
+def test_statement_cache_size_0_keeps_no_statement_and_names_none() -> None:
+    target = parse_database_url("postgresql://u:p@db.example.com/todo?statement_cache_size=0")
+
+    assert (target.statement_limit, target.named_statements, target.pooled) == (0, False, False)
 
 
 # Refused URLs: each says what is wrong and what to do

@@ -16,6 +16,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -28,6 +29,7 @@ from tests.conftest import SECRET, TEST_DB, fresh_postgres_database
 from tests.support import pgcluster
 from tests.support.live import LiveServer
 from tests.support.pgfaults import TableLock, lock_waiters, stored_rows, terminate_backends, wait_for_waiters
+from tests.support.tcpproxy import TCPProxy
 
 pytestmark = [
     pytest.mark.live,
@@ -38,6 +40,8 @@ pytestmark = [
 # Hypercorn's line, in our log format: one per process that serves.
 LISTENING = "INFO    hypercorn.error [-] Running on "
 RETRIED = "retrying once on a fresh connection"
+# A Neon compute waking from a suspend: longer than DB_CONNECT_TIMEOUT's old 5 s, within its 15 s.
+WAKE = 7.0
 # Seconds a server may take to start: generous, as CI runs on a busy machine (a bound, not a measure).
 START = 30.0
 
@@ -224,6 +228,41 @@ async def test_workers_answer_probes_while_the_database_is_down_then_serve_on_on
         assert server.stop() == 0, server.stderr
         assert "Stopped cleanly" in server.stderr
         assert_no_traceback(server.stderr)
+
+
+# A database that sleeps (Neon's scale to zero)
+
+
+async def test_first_request_after_a_suspend_waits_for_the_wake_and_answers_200(
+    cluster: Cluster, database: str, http: httpx.AsyncClient
+) -> None:
+    async with TCPProxy(cluster.pg.port) as proxy:
+        # The settings Neon users get: no timeout set, the defaults must cover a wake.
+        env = server_env(behind(database, proxy.port), DB_CONNECT_TIMEOUT="", DB_POOL_TIMEOUT="")
+        with LiveServer(**env) as server:
+            server.start()
+            await asyncio.to_thread(server.wait_ready, START)
+            user = User(server.settings)
+            created = await create(http, server, user, "Before the nap")
+            # The compute suspends: its connections are cut, and the next one is answered 7 s later.
+            proxy.cut()
+            proxy.connect_delay = WAKE
+            woken = await listing(http, server, user)
+            proxy.connect_delay = 0
+            after = await create(http, server, user, "After the nap")
+
+            assert created.status_code == 201, created.text
+            assert woken.status_code == 200, server.stderr
+            assert [task["title"] for task in woken.json()] == ["Before the nap"]
+            assert after.status_code == 201, server.stderr
+            assert proxy.connections >= 2
+            assert_no_traceback(server.stderr)
+
+
+def behind(database_url: str, port: int) -> str:
+    """`database_url` pointed at a proxy on `port` instead of the cluster."""
+    parts = urlsplit(database_url)
+    return database_url.replace(f"{parts.hostname}:{parts.port}", f"{parts.hostname}:{port}", 1)
 
 
 # A connection killed under the server

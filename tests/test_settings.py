@@ -79,7 +79,8 @@ def test_defaults_without_env_file_or_environment() -> None:
     assert settings.cors_origins == ("http://localhost:3000",)
     assert settings.log_level == "info"
     assert settings.db_pool_size == 10
-    assert settings.db_connect_timeout == 5.0
+    assert settings.db_pool_timeout == 5.0
+    assert settings.db_connect_timeout == 15.0
     assert settings.db_query_timeout == 10.0
     assert settings.db_connect_retry_seconds == 60.0
     assert settings.secret is None

@@ -4,7 +4,8 @@ It connects the way the server does (the normalised URL, backend/database.py)
 but once, with a short timeout, and names the failure through
 backend/dberrors.py. It never creates anything: a SQLite file that does not
 exist yet is reported, not made, and no migration is applied. For PostgreSQL
-a second line says which TLS verification is in force (backend/dbtls.py).
+a second line says which TLS verification is in force (backend/dbtls.py), and
+a third names a transaction pooler found in between (backend/diagnostics/pooler_check.py).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Final
 from backend.database import Database
 from backend.dberrors import classify
 from backend.dburl import DatabaseTarget, parse_database_url
+from backend.diagnostics.pooler_check import find_pooler, pooler_result
 from backend.diagnostics.results import Result, fail, ok, warn
 from backend.migrations import LATEST_VERSION, current_version
+from backend.pgdriver import PostgresDriver
 from backend.settings import Settings, is_loopback_host
 
 CHECK: Final = "database"
@@ -32,7 +35,7 @@ MIGRATE_FIX: Final = "`inv run` applies pending migrations when it starts, or ru
 
 
 async def check_database(settings: Settings, *, seconds: float = 3.0) -> list[Result]:
-    """One result: reachable with the schema current, or the named reason it is not."""
+    """Reachable with the schema current, or the named reason it is not; then the pooler line, if any."""
     target = parse_database_url(settings.database_url)
     if target.sqlite_path is not None and not target.sqlite_path.exists():
         return [_new_sqlite_file(target.sqlite_path)]
@@ -48,7 +51,21 @@ async def check_database(settings: Settings, *, seconds: float = 3.0) -> list[Re
         return [fail(CHECK, code=failure.code, message=failure.message, fix=failure.fix), *_tls_lines(settings, target)]
     finally:
         await _disconnect(db)
-    return [_schema_result(target, version), *_tls_lines(settings, target)]
+    pooler = await _pooler(db, seconds)
+    return [_schema_result(target, version), *_tls_lines(settings, target), *pooler]
+
+
+async def _pooler(db: Database, seconds: float) -> list[Result]:
+    """The pooler line on PostgreSQL when there is one to talk about; none when the probe itself fails."""
+    if not isinstance(db.driver, PostgresDriver):
+        return []
+    try:
+        async with asyncio.timeout(seconds + 1):
+            finding = await find_pooler(db.driver.open_connection)
+    except Exception:  # a second connection refused (a connection limit): nothing to add
+        return []
+    result = pooler_result(db.target, finding)
+    return [] if result is None else [result]
 
 
 async def _disconnect(db: Database) -> None:

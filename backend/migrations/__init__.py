@@ -36,16 +36,8 @@ async def apply_migrations(db: Database) -> list[Migration]:
     """Apply every pending migration; return those applied (none when current)."""
     if db.dialect == "sqlite":
         await db.execute(_CREATE_VERSIONS_TABLE)
-    async with db.transaction():
-        await _lock(db)
-        applied = await _applied_versions(db)
-        pending = [migration for migration in MIGRATIONS if migration.version not in applied]
-        for migration in pending:
-            await db.execute_script(migration.statements(db.dialect))
-            await db.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES (:version, :name)",
-                {"version": migration.version, "name": migration.name},
-            )
+    # Run again from the start if a transaction pooler refused a statement in it (nothing was applied).
+    pending = await db.run_transaction(lambda: _apply_pending(db))
     for migration in pending:
         logger.info("Applied migration %04d %s", migration.version, migration.name)
     return pending
@@ -87,6 +79,19 @@ async def _lock(db: Database) -> None:
     else:
         # A write as the first statement takes SQLite's RESERVED lock up front.
         await db.execute("UPDATE schema_migrations SET version = version WHERE 0 = 1")
+
+
+async def _apply_pending(db: Database) -> list[Migration]:
+    await _lock(db)
+    applied = await _applied_versions(db)
+    pending = [migration for migration in MIGRATIONS if migration.version not in applied]
+    for migration in pending:
+        await db.execute_script(migration.statements(db.dialect))
+        await db.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (:version, :name)",
+            {"version": migration.version, "name": migration.name},
+        )
+    return pending
 
 
 async def _applied_versions(db: Database) -> set[int]:
