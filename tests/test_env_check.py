@@ -453,7 +453,7 @@ async def test_migrated_sqlite_is_current(settings: Settings, app: object) -> No
         expected.append(("database_tls", "ok", "OK"))
     # Through the suite's PgBouncer (TEST_POOLER) the plain URL hides a transaction pooler: said, with the fix.
     if TEST_POOLER:
-        expected.append(("database", "warn", "DB_POOLER_UNDECLARED"))
+        expected.append(("pooler", "warn", "DB_POOLER_UNDECLARED"))
     assert [(r.check, r.status, r.code) for r in results] == expected
     assert results[0].message.endswith(f"schema current (version {LATEST_VERSION})")
 
