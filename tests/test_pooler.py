@@ -318,8 +318,12 @@ async def test_env_check_names_a_transaction_pooler_the_url_does_not_and_says_wh
     hinted = await check_database(dataclasses.replace(settings, database_url=pooled.url() + "&pgbouncer=true"))
     direct = await check_database(dataclasses.replace(settings, database_url=pooled.direct))
 
-    assert [result.status for result in plain] == ["ok", "warn"]
-    assert plain[1] == Result(
+    assert [(result.check, result.status) for result in plain] == [
+        ("database", "ok"),
+        ("database_tls", "ok"),
+        ("pooler", "warn"),
+    ]
+    assert plain[-1] == Result(
         "pooler",
         "warn",
         "DB_POOLER_UNDECLARED",
@@ -328,17 +332,17 @@ async def test_env_check_names_a_transaction_pooler_the_url_does_not_and_says_wh
         " statement it refuses",
         "add ?pgbouncer=true to DATABASE_URL so the server starts with unnamed statements",
     )
-    assert hinted[1] == Result(
+    assert hinted[-1] == Result(
         "pooler", "ok", "OK", "a transaction pooler (?pgbouncer=true): statements are sent unnamed, as it needs"
     )
-    assert [result.check for result in direct] == ["database"]
+    assert [result.check for result in direct] == ["database", "database_tls"]
 
 
 async def test_env_check_finds_a_pooler_with_a_single_server_connection(pooled: Pooled, settings: Settings) -> None:
     results = await check_database(dataclasses.replace(settings, database_url=pooled.url()))
 
-    assert results[1].code == "DB_POOLER_UNDECLARED"
-    assert "client connections take turns on its server connections)" in results[1].message
+    assert (results[-1].check, results[-1].code) == ("pooler", "DB_POOLER_UNDECLARED")
+    assert "client connections take turns on its server connections)" in results[-1].message
 
 
 # Load through a pooler the URL does not name
