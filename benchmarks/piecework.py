@@ -32,9 +32,9 @@ import backend.auth
 import backend.database
 from backend.app import create_app
 from backend.auth import TokenVerifier
-from backend.middleware import RequestContextMiddleware, middleware
+from backend.cors import CorsPolicy
+from backend.middleware import REQUEST_IDS, RequestMiddleware
 from backend.schemas import Task
-from backend.shutdown import AnswerCutRequests
 from benchmarks.tokens import SECRET, Provider
 
 Pieces = list[tuple[str, Callable[[], Any]]]
@@ -173,11 +173,12 @@ async def http_pieces(provider: Provider) -> Pieces:
     body = encoder.encode(page)
     app = create_app(provider.settings("postgresql://unused/unused"))
     return [
-        ("request id: uuid.uuid4().hex", lambda: uuid.uuid4().hex),
+        ("request id: uuid.uuid4().hex (before)", lambda: uuid.uuid4().hex),
+        ("request id: RequestIds.next (a prefix and a counter)", REQUEST_IDS.next),
         ("JSON of a page of 20 tasks (msgspec)", lambda: encoder.encode(page)),
         ("h11: parse the list request, write its response (one cycle)", _h11_cycle(request, body)),
         *_wrappers(provider),
-        ("our whole app, /health (3 wrappers, Starlette's 2, routing)", _asgi(app, "/health")),
+        ("our whole app, /health (our middleware, Starlette's 2, routing)", _asgi(app, "/health")),
         ("bare Starlette, /health", _asgi(_bare_app(), "/health")),
     ]
 
@@ -216,14 +217,13 @@ async def _endpoint(scope: Any, receive: Any, send: Any) -> None:
 
 
 def _wrappers(provider: Provider) -> Pieces:
-    cors = middleware(provider.settings("postgresql://unused/unused"))[1]
-    all_three = RequestContextMiddleware(cors.cls(AnswerCutRequests(_endpoint), *cors.args, **cors.kwargs))
+    cors = CorsPolicy.from_settings(provider.settings("postgresql://unused/unused"))
+    ours = RequestMiddleware(_endpoint, cors=cors)
+    origin = [(b"origin", b"http://localhost:3000")]
     return [
         ("a bare ASGI endpoint", _asgi(_endpoint, "/api/alice/tasks")),
-        ("  + RequestContextMiddleware (uuid4, headers)", _asgi(RequestContextMiddleware(_endpoint), "/x")),
-        ("  + CORSMiddleware (no Origin header)", _asgi(cors.cls(_endpoint, *cors.args, **cors.kwargs), "/x")),
-        ("  + AnswerCutRequests", _asgi(AnswerCutRequests(_endpoint), "/x")),
-        ("  + all three, as the app stacks them", _asgi(all_three, "/x")),
+        ("  + RequestMiddleware (ids, headers, CORS, body, shutdown)", _asgi(ours, "/x")),
+        ("  + RequestMiddleware, a browser's request (Origin)", _asgi(ours, "/x", origin)),
     ]
 
 
@@ -234,7 +234,7 @@ def _bare_app() -> Starlette:
     return Starlette(routes=[Route("/health", health)])
 
 
-def _asgi(app: Any, path: str) -> Callable[[], Any]:
+def _asgi(app: Any, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> Callable[[], Any]:
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -245,7 +245,7 @@ def _asgi(app: Any, path: str) -> Callable[[], Any]:
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"bench")],
+        "headers": [(b"host", b"bench"), *(headers or [])],
         "client": ("127.0.0.1", 40000),
         "server": ("127.0.0.1", 8000),
     }
