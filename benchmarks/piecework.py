@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import cProfile
 import dataclasses
@@ -29,11 +28,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import backend.auth
-import backend.database
 from backend.app import create_app
 from backend.auth import TokenVerifier
 from backend.cors import CorsPolicy
 from backend.middleware import REQUEST_IDS, RequestMiddleware
+from backend.pgpool import ConnectionPool
 from backend.schemas import Task
 from benchmarks.tokens import SECRET, Provider
 
@@ -261,12 +260,19 @@ def _asgi(app: Any, path: str, headers: list[tuple[bytes, bytes]] | None = None)
 
 async def pool_pieces(url: str, closers: list[Callable[[], Awaitable[None]]]) -> Pieces:
     """`closers` gets what closes the pools once the pieces are timed."""
-    keep = backend.database._keep_session  # private: the reset ours passes (no statement on release)
-    db = databases.Database(url, min_size=1, max_size=1, reset=keep)
+
+    async def no_reset(connection: asyncpg.Connection) -> None:
+        """No statement on release, as our pool does (asyncpg's default reset sends four)."""
+
+    db = databases.Database(url, min_size=1, max_size=1, reset=no_reset)
     await db.connect()
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=1, reset=keep)
-    closers += [db.disconnect, pool.close]
-    line = asyncio.Semaphore(15)
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=1, reset=no_reset)
+    ours = ConnectionPool(lambda: asyncpg.connect(url), size=1, wait_timeout=5)
+
+    async def close_ours() -> None:
+        await ours.close(1)
+
+    closers += [db.disconnect, pool.close, close_ours]
 
     async def through_databases() -> None:
         async with db.connection():
@@ -276,12 +282,11 @@ async def pool_pieces(url: str, closers: list[Callable[[], Awaitable[None]]]) ->
         async with pool.acquire():
             pass
 
-    async def the_line() -> None:
-        async with asyncio.timeout(5), line:
-            pass
+    async def through_ours() -> None:
+        ours.release(await ours.acquire())
 
     return [
         ("databases: connection() acquire + release", through_databases),
         ("asyncpg: pool.acquire() + release", through_asyncpg),
-        ("the line: asyncio.timeout + Semaphore", the_line),
+        ("ours: ConnectionPool acquire + release (the fair line; backend/pgpool.py)", through_ours),
     ]
