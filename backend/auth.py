@@ -10,6 +10,10 @@ Two modes, chosen per token by the configuration, never by the token alone:
 
 Claims: `exp` and a non-empty `sub` are required; `iss` and `aud` must match the
 settings; `nbf` and `iat` are checked with a small leeway.
+
+A token that verified is kept (backend/tokencache.py): its next requests skip
+the signature, and are answered only as a fresh verification would answer
+them at that moment (its key looked up again, the clock checked again).
 """
 
 from __future__ import annotations
@@ -86,10 +90,7 @@ class _Registry(JWSRegistry):
 class TokenVerifier:
     """Verifies bearer tokens against the settings; one per application.
 
-    A token that verified is kept (backend/tokencache.py) so that its next
-    requests skip the signature; each is still checked against its key and the
-    clock as a fresh verification would be. `clock` gives the wall-clock time
-    (tests move it).
+    `clock` gives the wall-clock time the claims are checked against (tests move it).
     """
 
     def __init__(

@@ -87,6 +87,7 @@ class RequestIds:
         return f"{self._prefix}{next(self._count):016x}"
 
 
+# The process's ids; drawing its prefix waits for the first request (and a fork hook is all importing does).
 REQUEST_IDS: Final = RequestIds()
 
 
