@@ -17,11 +17,9 @@ from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 
 from backend import openapi
 from backend.auth import TokenVerifier
-from backend.bodydeadline import BodyDeadline
 from backend.database import Database
 from backend.diagnostics.database_check import check_tls
 from backend.endpoints import dev, health, me, tasks
@@ -35,7 +33,7 @@ from backend.errors import (
 from backend.middleware import middleware
 from backend.migrations import LATEST_VERSION, connect_and_migrate
 from backend.settings import Settings, load_settings, weak_secret_warning
-from backend.shutdown import AnswerCutRequests, quiet_cancelled_callbacks
+from backend.shutdown import quiet_cancelled_callbacks
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +72,7 @@ def create_app(
             *openapi.routes,
             *([] if settings.is_production else dev.routes),
         ],
-        # AnswerCutRequests innermost, so its 503 for a request cut at shutdown gets the usual headers.
-        middleware=[*middleware(settings), Middleware(BodyDeadline), Middleware(AnswerCutRequests)],
+        middleware=middleware(settings),
         exception_handlers={
             ApiError: handle_api_error,
             HTTPException: handle_http_exception,

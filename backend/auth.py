@@ -10,6 +10,10 @@ Two modes, chosen per token by the configuration, never by the token alone:
 
 Claims: `exp` and a non-empty `sub` are required; `iss` and `aud` must match the
 settings; `nbf` and `iat` are checked with a small leeway.
+
+A token that verified is kept (backend/tokencache.py): its next requests skip
+the signature, and are answered only as a fresh verification would answer
+them at that moment (its key looked up again, the clock checked again).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable, Collection
 from typing import Any, Final
 
 from joserfc import jwt
@@ -26,17 +31,19 @@ from joserfc.errors import (
     BadSignatureError,
     ExpiredTokenError,
     InvalidClaimError,
+    InvalidPayloadError,
     JoseError,
     MissingClaimError,
 )
 from joserfc.jwk import Key, OctKey
-from joserfc.jws import JWSRegistry, extract_compact
+from joserfc.jws import CompactSignature, JWSRegistry, extract_compact, validate_compact
 from starlette.requests import Request
 
 from backend.errors import ServiceUnavailableError, UnauthorizedError, quoted
 from backend.jwks import KeyCache
-from backend.keyset import ProviderUnavailableError
+from backend.keyset import ProviderUnavailableError, VerificationKey
 from backend.settings import Settings
+from backend.tokencache import VerifiedToken, VerifiedTokens
 
 # Better Auth puts the whole user record in its token, `image` included: a
 # data-URL avatar of a few KB must not lock its owner out. 16 KiB still fits in
@@ -57,7 +64,7 @@ _NOT_SET: Final = frozenset({"undefined", "null", "none", "nil", '""', "''"})
 _SESSION_COOKIE: Final = re.compile(r"(?:__Secure-)?[\w.-]+\.session_token")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Principal:
     """The authenticated caller, from the token's claims."""
 
@@ -81,9 +88,14 @@ class _Registry(JWSRegistry):
 
 
 class TokenVerifier:
-    """Verifies bearer tokens against the settings; one per application."""
+    """Verifies bearer tokens against the settings; one per application.
 
-    def __init__(self, settings: Settings, *, keys: KeyCache | None = None) -> None:
+    `clock` gives the wall-clock time the claims are checked against (tests move it).
+    """
+
+    def __init__(
+        self, settings: Settings, *, keys: KeyCache | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.keys = keys or KeyCache(settings.jwks_url, setting=settings.setting_for("BETTER_AUTH_JWKS_URL"))
         self._secret = OctKey.import_key(settings.secret.reveal()) if settings.secret else None
         self._issuer = settings.jwt_issuer
@@ -92,6 +104,17 @@ class TokenVerifier:
         self._audience_setting = settings.setting_for("JWT_AUDIENCE")
         self._production = settings.is_production
         self._registries = {alg: _Registry(algorithms=[alg]) for alg in _ASYMMETRIC | {"HS256"}}
+        self._clock = clock
+        self._claims = jwt.JWTClaimsRegistry(
+            now=lambda: int(clock()),
+            leeway=LEEWAY_SECONDS,
+            iss={"essential": True, "value": self._issuer},
+            aud={"essential": True, "value": self._audience},
+            exp={"essential": True},
+            sub={"essential": True},
+        )
+        self.verified: VerifiedTokens[Principal] = VerifiedTokens(settings.token_cache_size)
+        self.keys.on_refresh(self._keys_changed)
 
     async def aclose(self) -> None:
         await self.keys.aclose()
@@ -100,13 +123,33 @@ class TokenVerifier:
         """The caller a token names; raise `UnauthorizedError` (or 503) if it does not verify."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise _invalid(f"The token is longer than {MAX_TOKEN_LENGTH} characters")
-        header = _header(token)
+        if not self.verified.size:
+            return (await self._verify(token)).principal
+        digest = self.verified.digest(token)
+        cached = self.verified.get(digest)
+        if cached is not None:
+            # The lookup a fresh verification would make, with its refetch, 401 or 503.
+            key = await self._key_for(cached.alg, cached.kid, lambda: _issued_at(_compact(token).payload))
+            if cached.answers(key, self._clock(), LEEWAY_SECONDS):
+                return cached.principal
+            self.verified.discard(digest)
+        verified = await self._verify(token)
+        self.verified.put(digest, verified, self._clock())
+        return verified.principal
+
+    async def _verify(self, token: str) -> VerifiedToken[Principal]:
+        """A full verification: the token parsed once, its key looked up, its signature and claims checked."""
+        compact = _compact(token)
+        header = _header(compact)
         alg: str = header["alg"]
-        key = await self._key_for(alg, header.get("kid"), token)
+        kid = header.get("kid")
+        key = await self._key_for(alg, kid, lambda: _issued_at(compact.payload))
         claims: dict[str, Any] = {}
         try:
-            claims = jwt.decode(token, key, algorithms=[alg], registry=self._registries[alg]).claims
-            self._claims_registry().validate(claims)
+            if not validate_compact(compact, key, [alg], self._registries[alg]):
+                raise BadSignatureError()
+            claims = _claims(compact.payload)
+            self._claims.validate(claims)
         except ExpiredTokenError:
             raise UnauthorizedError(
                 "The token has expired; get a fresh one from Better Auth", code="TOKEN_EXPIRED"
@@ -118,9 +161,13 @@ class TokenVerifier:
         except (JoseError, ValueError, TypeError, KeyError, RecursionError) as error:
             # RecursionError: a payload nested deeper than json.loads can follow.
             raise _invalid(f"The token cannot be decoded ({type(error).__name__})") from None
-        return _principal(claims)
+        return VerifiedToken(_principal(claims), alg, kid, key, claims["exp"], claims.get("nbf"), claims.get("iat"))
 
-    async def _key_for(self, alg: str, kid: object, token: str) -> Key:
+    def _keys_changed(self, keys: Collection[VerificationKey]) -> None:
+        kept = [found.key for found in keys]
+        self.verified.retain_keys(kept if self._secret is None else [*kept, self._secret])
+
+    async def _key_for(self, alg: str, kid: object, issued_at: Callable[[], float | None]) -> Key:
         if alg == "HS256":
             if self._secret is None:
                 raise _invalid("HS256 tokens are accepted only when BETTER_AUTH_SECRET is set")
@@ -130,7 +177,7 @@ class TokenVerifier:
         if kid is not None and not isinstance(kid, str):
             raise _invalid("The token's kid is not a string")
         try:
-            found = await self.keys.get(kid, issued_at=lambda: _issued_at(token))
+            found = await self.keys.get(kid, issued_at=issued_at)
         except ProviderUnavailableError as error:
             raise ServiceUnavailableError(
                 self._unavailable_detail(error), code="AUTH_PROVIDER_UNAVAILABLE", retry_after=self.keys.retry_after()
@@ -142,16 +189,6 @@ class TokenVerifier:
         if alg not in found.algorithms:
             raise _invalid(f"The token's algorithm {alg} does not match its key ({', '.join(found.algorithms)})")
         return found.key
-
-    def _claims_registry(self) -> jwt.JWTClaimsRegistry:
-        # Built per call: the registry reads the clock when it is created.
-        return jwt.JWTClaimsRegistry(
-            leeway=LEEWAY_SECONDS,
-            iss={"essential": True, "value": self._issuer},
-            aud={"essential": True, "value": self._audience},
-            exp={"essential": True},
-            sub={"essential": True},
-        )
 
     def _unavailable_detail(self, error: ProviderUnavailableError) -> str:
         """The 503's detail: in development the URL tried, the cause and the fix; in production only the kind.
@@ -222,14 +259,21 @@ def _shown(value: object) -> str:
     return json.dumps(value, default=str)[:100]  # ASCII: control characters come out escaped
 
 
-def _header(token: str) -> dict[str, Any]:
+def _compact(token: str) -> CompactSignature:
+    """The token split and its header and payload decoded, once: nothing verified yet."""
     if token.count(".") != 2:
         raise _invalid(_not_a_jwt(token))
     try:
-        header = extract_compact(token.encode("ascii")).headers()
+        compact = extract_compact(token.encode("ascii"))
+        compact.headers()
     except (JoseError, ValueError, TypeError, UnicodeError, AttributeError) as error:
         # AttributeError: joserfc takes the header for an object; JSON "alg" or ["alg"] is not one.
         raise _invalid(f"The token is not a compact JWT ({type(error).__name__})") from None
+    return compact
+
+
+def _header(compact: CompactSignature) -> dict[str, Any]:
+    header = compact.headers()
     if not isinstance(header, dict) or not isinstance(header.get("alg"), str):
         raise _invalid("The token's header is not a JSON object with a string alg")
     typ = header.get("typ")
@@ -247,14 +291,22 @@ def _not_a_jwt(token: str) -> str:
     )
 
 
-def _issued_at(token: str) -> float | None:
+def _claims(payload: bytes) -> dict[str, Any]:
+    """The payload's claims, as joserfc's `jwt.decode` reads them: a JSON object."""
+    claims = json.loads(payload)
+    if not isinstance(claims, dict):
+        raise InvalidPayloadError()
+    return claims
+
+
+def _issued_at(payload: bytes) -> float | None:
     """The token's `iat`, unverified: only to tell whether its key may be newer than our copy.
 
     A forger can write any iat; the worst it buys is waiting out the refetch window
     for its own 401. An iat beyond the leeway is ignored: the token fails on it anyway.
     """
     try:
-        claims = json.loads(extract_compact(token.encode("ascii")).payload)
+        claims = json.loads(payload)
         iat = claims.get("iat") if isinstance(claims, dict) else None
         if isinstance(iat, bool) or not isinstance(iat, int | float):
             return None

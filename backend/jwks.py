@@ -13,6 +13,11 @@ backend must not cost 10 s of 503s. A set older than `max_age` is
 refreshed on the next use; if the provider is down then, the cached keys keep
 working. A `kid` that cannot be resolved because the provider is down is a 503
 (`ProviderUnavailableError`), not a 401: the token may be perfectly valid.
+
+A key that comes back unchanged from a refetch stays the same object, and
+every fetch that reads a key set tells the `on_refresh` listeners which keys
+are current: the verified-token cache (backend/tokencache.py) drops what a
+removed or replaced key verified, and keeps the rest.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Final
 
 from backend.keyset import ProviderUnavailableError, VerificationKey, new_client, read_key_set
@@ -34,6 +39,8 @@ logger = logging.getLogger(__name__)
 # after the backend) must not cost its first users 10 s of 503s, while a flood
 # of tokens against a provider that is down still makes one fetch a second.
 COLD_REFETCH_INTERVAL: Final = 1.0
+
+KeysListener = Callable[[Collection[VerificationKey]], None]
 
 
 class KeyCache:
@@ -69,7 +76,12 @@ class KeyCache:
         self._lock = asyncio.Lock()
         self._last_error: ProviderUnavailableError | None = None
         self._background: asyncio.Task[None] | None = None
+        self._listeners: list[KeysListener] = []
         self.fetch_count = 0
+
+    def on_refresh(self, listener: KeysListener) -> None:
+        """Call `listener` with the current keys after every fetch that read a key set."""
+        self._listeners.append(listener)
 
     async def aclose(self) -> None:
         background = self._background
@@ -156,12 +168,27 @@ class KeyCache:
             return
         finally:
             self._completed += 1
-        self._keys = key_set.keys
+        self._keys = _unchanged_kept(self._keys, key_set.keys)
         self._loaded = True
         self._last_error = None
         self._fetched_at = time.monotonic()
         self._fetched_wall = time.time()
         logger.info("Loaded %d signing key(s) from %s", len(self._keys), key_set.url)
+        for listener in self._listeners:
+            listener(self._keys.values())
+
+
+def _unchanged_kept(
+    old: dict[str | None, VerificationKey], new: dict[str | None, VerificationKey]
+) -> dict[str | None, VerificationKey]:
+    """`new`, where a key equal to the one we held (same kid, public key and algorithms) is the object we held."""
+    return {kid: old[kid] if kid in old and _same_key(old[kid], key) else key for kid, key in new.items()}
+
+
+def _same_key(held: VerificationKey, fetched: VerificationKey) -> bool:
+    return held.algorithms == fetched.algorithms and held.key.as_dict(private=False) == fetched.key.as_dict(
+        private=False
+    )
 
 
 def _as_outage(error: ProviderUnavailableError) -> ProviderUnavailableError:

@@ -92,6 +92,7 @@ class Settings:
     db_query_timeout: float = 10.0
     db_connect_retry_seconds: float = 60.0
     graceful_timeout: float = 10.0
+    token_cache_size: int = 4096
     # The settings given a value (environment or `.env`): messages name what the user set.
     # Where a value came from is not part of the value: settings compare equal without it.
     explicit: frozenset[str] = dataclasses.field(default=frozenset(), compare=False)
@@ -136,6 +137,7 @@ SETTING_NAMES: Final = (
     "DB_QUERY_TIMEOUT",
     "DB_CONNECT_RETRY_SECONDS",
     "GRACEFUL_TIMEOUT",
+    "TOKEN_CACHE_SIZE",
 )
 
 
@@ -200,6 +202,7 @@ def build_settings(lookup: Lookup, *, create_dev_secret: bool = False) -> Settin
         "db_query_timeout": reader.seconds("DB_QUERY_TIMEOUT", 10.0),
         "db_connect_retry_seconds": reader.seconds("DB_CONNECT_RETRY_SECONDS", 60.0, allow_zero=True),
         "graceful_timeout": reader.seconds("GRACEFUL_TIMEOUT", 10.0),
+        "token_cache_size": reader.integer("TOKEN_CACHE_SIZE", 4096, 0, 1_000_000),
     }
     secret = reader.secret("BETTER_AUTH_SECRET")
     values["secret"] = secret

@@ -2,8 +2,8 @@
 
 On SIGTERM Hypercorn stops accepting and waits GRACEFUL_TIMEOUT seconds for
 the requests in flight; then it cancels them. Left alone, a cancelled request
-gets Hypercorn's bare 500 with an empty body; `AnswerCutRequests` answers it
-as the contract has it instead: 503 problem+json with `Retry-After`, so a
+gets Hypercorn's bare 500 with an empty body; `answer_cut_request` answers
+it as the contract has it instead: 503 problem+json with `Retry-After`, so a
 client or load balancer retries elsewhere. The statement the request was
 waiting on is rolled back by PostgreSQL when its connection closes.
 
@@ -19,7 +19,7 @@ import contextlib
 import logging
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from backend.errors import ServiceUnavailableError, problem_response
 
@@ -30,33 +30,13 @@ _CUT = ServiceUnavailableError(
 )
 
 
-class AnswerCutRequests:
-    """ASGI middleware: a request cancelled before its response started answers 503 SHUTTING_DOWN."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except asyncio.CancelledError:
-            if not started:
-                logger.warning("%s %s cut at the graceful timeout -> 503 SHUTTING_DOWN", scope["method"], scope["path"])
-                response = problem_response(_CUT.status, _CUT.code, _CUT.detail, headers=_CUT.headers)
-                # The client may be gone already (a dropped connection is cancelled too).
-                with contextlib.suppress(Exception):
-                    await response(scope, receive, send)
-            raise
+async def answer_cut_request(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer 503 SHUTTING_DOWN for a request cancelled before its answer started (backend/middleware.py)."""
+    logger.warning("%s %s cut at the graceful timeout -> 503 SHUTTING_DOWN", scope["method"], scope["path"])
+    response = problem_response(_CUT.status, _CUT.code, _CUT.detail, headers=_CUT.headers)
+    # The client may be gone already (a dropped connection is cancelled too).
+    with contextlib.suppress(Exception):
+        await response(scope, receive, send)
 
 
 def quiet_cancelled_callbacks(loop: asyncio.AbstractEventLoop) -> None:

@@ -1,9 +1,11 @@
 """`python -m benchmarks [OPTIONS]` runs the benchmark (`--help`); `python -m benchmarks TOOL ...` runs a tool:
 
 - `profile SCENARIO`: py-spy on ours under load, the time per request by part (benchmarks/profile.py);
-- `cost SCENARIO`: our app's CPU per request, no HTTP (benchmarks/cost.py);
+- `cost SCENARIO`: our app's CPU per request, no HTTP; `--compare` without each lever, `--against REF`
+  another commit's backend (benchmarks/cost.py);
 - `pieces`: each piece of a request timed alone (benchmarks/pieces.py);
-- `levers SCENARIO`: ours with and without issue 17's levers under load (benchmarks/leverload.py);
+- `levers SCENARIO`: ours with each lever switched off, and another commit (`--against REF`), under load
+  (benchmarks/leverload.py);
 - `startup`: `inv run` to the first /health, by import (benchmarks/startup.py);
 - `sqlcost`: one list query through each database layer (benchmarks/sqlcost.py);
 - `tail SCENARIO`: where slow requests wait (benchmarks/tail.py);

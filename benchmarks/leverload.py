@@ -1,11 +1,12 @@
-"""What each lever of benchmarks/levers.py gains under load: ours with and without it, side by side.
+"""What each lever gains under load: ours as it is, without each lever, and another commit, side by side.
 
-    nox -s bench -- levers list [--levers token-cache,request-id] [--duration 5 --runs 3] [--tokens eddsa]
+    nox -s bench -- levers list [--levers token-cache] [--against main] [--duration 5 --runs 3] [--tokens eddsa]
 
-Serves ours as it is, ours with each lever alone and with all of them
-(`python -m benchmarks.levers NAMES`), each on its own database, alternating
-run by run as the bench does; prints wrk's medians and each variant's
-throughput against ours as it is.
+Serves ours as it is, ours with each lever switched off (and with all of
+them, benchmarks/levers.py), and with `--against REF` that git ref of the
+repository (benchmarks/trees.py), each on its own database, alternating run
+by run as the bench does; prints wrk's medians and each variant's throughput
+against ours as it is.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import argparse
 import statistics
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from benchmarks import postgres, servers, wrk
+from benchmarks import levers, postgres, servers, trees, wrk
 from benchmarks.bench import alternate
-from benchmarks.levers import LEVERS
 from benchmarks.servers import Server
 from benchmarks.tokens import KINDS, Provider
 
@@ -25,28 +26,35 @@ from benchmarks.tokens import KINDS, Provider
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="nox -s bench -- levers", description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=["list", "create", "get", "toggle"])
-    parser.add_argument("--levers", default=",".join(LEVERS), help="comma-separated, from: " + ", ".join(LEVERS))
+    parser.add_argument("--levers", default=",".join(levers.SWITCHES), help="from: " + ", ".join(levers.SWITCHES))
+    parser.add_argument("--against", metavar="REF", help="a git ref served beside ours")
     parser.add_argument("--duration", type=int, default=5, help="seconds per run")
     parser.add_argument("--runs", type=int, default=3, help="runs per server")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--tokens", choices=KINDS, default="eddsa")
     opts = parser.parse_args(argv)
-    chosen = [name for name in opts.levers.split(",") if name]
-    variants = {"ours": "", **{f"ours + {name}": name for name in chosen}}
+    chosen = levers.chosen(opts.levers)
+    variants: dict[str, list[str]] = {"ours": [], **{f"ours - {name}": [name] for name in chosen}}
     if len(chosen) > 1:
-        variants["ours + all"] = ",".join(chosen)
+        variants["ours - all"] = chosen
     with postgres.BenchPostgres() as pg, Provider() as provider:
-        urls = {name: pg.create(f"lever{index}") for index, name in enumerate(variants)}
-        running = {name: _variant(urls[name], provider, levers) for name, levers in variants.items()}
-        results = _load(opts, running, urls, provider.token(opts.tokens))
+        urls = {name: pg.create(f"lever{index}") for index, name in enumerate([*variants, "against"])}
+        running = {name: _variant(urls[name], provider, off) for name, off in variants.items()}
+        if not opts.against:
+            results = _load(opts, running, urls, provider.token(opts.tokens))
+        else:
+            with trees.checkout(opts.against) as tree:
+                label = trees.describe(opts.against)
+                running[label], urls[label] = _variant(urls["against"], provider, [], tree), urls["against"]
+                results = _load(opts, running, urls, provider.token(opts.tokens))
     print(_table(results))
     return 0
 
 
-def _variant(url: str, provider: Provider, levers: str) -> Server:
-    command = [sys.executable, "-m", "benchmarks.levers", levers]
-    return Server("ours", command, servers.our_env(url, provider), ready_path="/ready")
+def _variant(url: str, provider: Provider, off: list[str], tree: Path = trees.ROOT) -> Server:
+    env = {**servers.our_env(url, provider), **levers.env_without(off)}
+    return Server("ours", trees.python_with_backend_from(tree, "backend"), env, ready_path="/ready")
 
 
 def _load(

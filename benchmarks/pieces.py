@@ -2,14 +2,15 @@
 
     nox -s bench -- pieces [--rounds 2000]
 
-- verifying one token, per kind: our `TokenVerifier`, joserfc alone, PyJWT
-  (the peer's way, with and without `PyJWKClient`'s lookup), the `cryptography`
-  primitive (or `hmac`) with the few checks around it, and a hit in a
-  dictionary of verified tokens; and how often one of our verifications
-  splits, base64-decodes and parses the token;
-- a request id (`uuid4`), the JSON of a page of 20 tasks;
+- verifying one token, per kind: our `TokenVerifier` (a token seen before,
+  answered by the verified-token cache, and a full verification), joserfc
+  alone, PyJWT (the peer's way, with and without `PyJWKClient`'s lookup), the
+  `cryptography` primitive (or `hmac`) with the few checks around it; and how
+  often one full verification of ours splits, base64-decodes and parses the
+  token;
+- a request id (`uuid4` before, our counter now), the JSON of a page of 20 tasks;
 - h11 parsing the list request and writing its response;
-- the middleware wrappers around a bare ASGI endpoint, and our whole app
+- our middleware around a bare ASGI endpoint, and our whole app
   against bare Starlette on `/health`;
 - a pooled connection's acquire and release (`databases`, asyncpg's pool),
   and the line in front of the pool (needs PostgreSQL, as the bench).

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import cProfile
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -28,22 +28,29 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import backend.auth
-import backend.database
 from backend.app import create_app
 from backend.auth import TokenVerifier
-from backend.middleware import RequestContextMiddleware, middleware
+from backend.cors import CorsPolicy
+from backend.middleware import REQUEST_IDS, RequestMiddleware
+from backend.pgpool import ConnectionPool
 from backend.schemas import Task
-from backend.shutdown import AnswerCutRequests
 from benchmarks.tokens import SECRET, Provider
 
 Pieces = list[tuple[str, Callable[[], Any]]]
 LEEWAY = 30
 
 
+def _verifiers(provider: Provider) -> tuple[TokenVerifier, TokenVerifier]:
+    """Ours as it serves (verified tokens kept), and ours verifying every token (TOKEN_CACHE_SIZE=0)."""
+    settings = provider.settings("postgresql://unused/unused")
+    return TokenVerifier(settings), TokenVerifier(dataclasses.replace(settings, token_cache_size=0))
+
+
 async def eddsa(provider: Provider) -> Pieces:
     token = provider.token("eddsa")
-    verifier = TokenVerifier(provider.settings("postgresql://unused/unused"))
+    cached, verifier = _verifiers(provider)
     await verifier.verify(token)  # fetches the key set once
+    await cached.verify(token)
     kid = json.loads(_b64(token.split(".")[0]))["kid"]
     found = await verifier.keys.get(kid)
     assert found is not None
@@ -54,9 +61,10 @@ async def eddsa(provider: Provider) -> Pieces:
     registry = verifier._registries["EdDSA"]  # private: the registry ours passes, to time joserfc alone
     signing_input, _, signature = token.rpartition(".")
     return [
-        ("ours: TokenVerifier.verify (keys cached)", lambda: verifier.verify(token)),
+        ("ours: TokenVerifier.verify, a token seen before (the cache)", lambda: cached.verify(token)),
+        ("ours: TokenVerifier.verify, TOKEN_CACHE_SIZE=0 (keys cached)", lambda: verifier.verify(token)),
         ("  of which: the key lookup, KeyCache.get(kid)", lambda: verifier.keys.get(kid)),
-        ("  of which: the header parsed before jwt.decode parses it again", lambda: backend.auth._header(token)),
+        ("  of which: the token split and decoded (once)", lambda: backend.auth._compact(token)),
         ("joserfc: jwt.decode + claims registry", lambda: _joserfc(token, found.key, "EdDSA", registry, provider.url)),
         ("PyJWT: jwt.decode with a PyJWK (the peer, key in hand)", lambda: _pyjwt(token, pyjwk, "EdDSA", provider.url)),
         (
@@ -68,35 +76,22 @@ async def eddsa(provider: Provider) -> Pieces:
             lambda: _direct(token, public, provider.url),
         ),
         ("cryptography: the Ed25519 verify alone", lambda: public.verify(_b64(signature), signing_input.encode())),
-        *_cache_hit(token),
     ]
 
 
 async def hs256(provider: Provider) -> Pieces:
     token = provider.token("hs256")
-    verifier = TokenVerifier(provider.settings("postgresql://unused/unused"))
+    cached, verifier = _verifiers(provider)
+    await cached.verify(token)
     key = OctKey.import_key(SECRET)
     registry = verifier._registries["HS256"]  # private, as above
     return [
-        ("ours: TokenVerifier.verify", lambda: verifier.verify(token)),
+        ("ours: TokenVerifier.verify, a token seen before (the cache)", lambda: cached.verify(token)),
+        ("ours: TokenVerifier.verify, TOKEN_CACHE_SIZE=0", lambda: verifier.verify(token)),
         ("joserfc: jwt.decode + claims registry", lambda: _joserfc(token, key, "HS256", registry, provider.url)),
         ("PyJWT: jwt.decode (the peer)", lambda: _pyjwt(token, SECRET, "HS256", provider.url)),
         ("hmac: compare_digest + split, base64, JSON, checks", lambda: _direct_hs256(token, provider.url)),
-        *_cache_hit(token),
     ]
-
-
-def _cache_hit(token: str) -> Pieces:
-    """A dictionary of verified tokens, keyed by the whole token: a hit checks `exp` against the clock."""
-    cache: dict[str, tuple[object, float]] = {token: (object(), time.time() + 900)}
-
-    def hit() -> object:
-        entry = cache.get(token)
-        if entry is None or entry[1] <= time.time():
-            raise LookupError(token)
-        return entry[0]
-
-    return [("a verified-token cache hit: dict lookup by token + exp check", hit)]
 
 
 def _joserfc(token: str, key: Any, alg: str, registry: Any, issuer: str) -> dict[str, Any]:
@@ -151,14 +146,14 @@ def _b64(segment: str) -> bytes:
 async def parse_counts(provider: Provider, rounds: int = 500) -> list[str]:
     """How often one `TokenVerifier.verify` calls the functions that split, decode, parse and verify."""
     token = provider.token("eddsa")
-    verifier = TokenVerifier(provider.settings("postgresql://unused/unused"))
+    _, verifier = _verifiers(provider)
     await verifier.verify(token)
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(rounds):
         await verifier.verify(token)
     profiler.disable()
-    wanted = {"extract_rfc7515_compact", "urlsafe_b64decode", "loads", "verify", "validate", "_header", "_issued_at"}
+    wanted = {"extract_rfc7515_compact", "urlsafe_b64decode", "loads", "verify", "validate", "_compact", "_issued_at"}
     stats: dict[tuple[str, int, str], tuple[Any, ...]] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     lines = []
     for (path, _, name), (_, calls, *_rest) in sorted(stats.items(), key=lambda item: item[0][2]):
@@ -177,11 +172,12 @@ async def http_pieces(provider: Provider) -> Pieces:
     body = encoder.encode(page)
     app = create_app(provider.settings("postgresql://unused/unused"))
     return [
-        ("request id: uuid.uuid4().hex", lambda: uuid.uuid4().hex),
+        ("request id: uuid.uuid4().hex (before)", lambda: uuid.uuid4().hex),
+        ("request id: RequestIds.next (a prefix and a counter)", REQUEST_IDS.next),
         ("JSON of a page of 20 tasks (msgspec)", lambda: encoder.encode(page)),
         ("h11: parse the list request, write its response (one cycle)", _h11_cycle(request, body)),
         *_wrappers(provider),
-        ("our whole app, /health (3 wrappers, Starlette's 2, routing)", _asgi(app, "/health")),
+        ("our whole app, /health (our middleware, Starlette's 2, routing)", _asgi(app, "/health")),
         ("bare Starlette, /health", _asgi(_bare_app(), "/health")),
     ]
 
@@ -220,14 +216,13 @@ async def _endpoint(scope: Any, receive: Any, send: Any) -> None:
 
 
 def _wrappers(provider: Provider) -> Pieces:
-    cors = middleware(provider.settings("postgresql://unused/unused"))[1]
-    all_three = RequestContextMiddleware(cors.cls(AnswerCutRequests(_endpoint), *cors.args, **cors.kwargs))
+    cors = CorsPolicy.from_settings(provider.settings("postgresql://unused/unused"))
+    ours = RequestMiddleware(_endpoint, cors=cors)
+    origin = [(b"origin", b"http://localhost:3000")]
     return [
         ("a bare ASGI endpoint", _asgi(_endpoint, "/api/alice/tasks")),
-        ("  + RequestContextMiddleware (uuid4, headers)", _asgi(RequestContextMiddleware(_endpoint), "/x")),
-        ("  + CORSMiddleware (no Origin header)", _asgi(cors.cls(_endpoint, *cors.args, **cors.kwargs), "/x")),
-        ("  + AnswerCutRequests", _asgi(AnswerCutRequests(_endpoint), "/x")),
-        ("  + all three, as the app stacks them", _asgi(all_three, "/x")),
+        ("  + RequestMiddleware (ids, headers, CORS, body, shutdown)", _asgi(ours, "/x")),
+        ("  + RequestMiddleware, a browser's request (Origin)", _asgi(ours, "/x", origin)),
     ]
 
 
@@ -238,7 +233,7 @@ def _bare_app() -> Starlette:
     return Starlette(routes=[Route("/health", health)])
 
 
-def _asgi(app: Any, path: str) -> Callable[[], Any]:
+def _asgi(app: Any, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> Callable[[], Any]:
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -249,7 +244,7 @@ def _asgi(app: Any, path: str) -> Callable[[], Any]:
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"bench")],
+        "headers": [(b"host", b"bench"), *(headers or [])],
         "client": ("127.0.0.1", 40000),
         "server": ("127.0.0.1", 8000),
     }
@@ -265,12 +260,19 @@ def _asgi(app: Any, path: str) -> Callable[[], Any]:
 
 async def pool_pieces(url: str, closers: list[Callable[[], Awaitable[None]]]) -> Pieces:
     """`closers` gets what closes the pools once the pieces are timed."""
-    keep = backend.database._keep_session  # private: the reset ours passes (no statement on release)
-    db = databases.Database(url, min_size=1, max_size=1, reset=keep)
+
+    async def no_reset(connection: asyncpg.Connection) -> None:
+        """No statement on release, as our pool does (asyncpg's default reset sends four)."""
+
+    db = databases.Database(url, min_size=1, max_size=1, reset=no_reset)
     await db.connect()
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=1, reset=keep)
-    closers += [db.disconnect, pool.close]
-    line = asyncio.Semaphore(15)
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=1, reset=no_reset)
+    ours = ConnectionPool(lambda: asyncpg.connect(url), size=1, wait_timeout=5)
+
+    async def close_ours() -> None:
+        await ours.close(1)
+
+    closers += [db.disconnect, pool.close, close_ours]
 
     async def through_databases() -> None:
         async with db.connection():
@@ -280,12 +282,11 @@ async def pool_pieces(url: str, closers: list[Callable[[], Awaitable[None]]]) ->
         async with pool.acquire():
             pass
 
-    async def the_line() -> None:
-        async with asyncio.timeout(5), line:
-            pass
+    async def through_ours() -> None:
+        ours.release(await ours.acquire())
 
     return [
         ("databases: connection() acquire + release", through_databases),
         ("asyncpg: pool.acquire() + release", through_asyncpg),
-        ("the line: asyncio.timeout + Semaphore", the_line),
+        ("ours: ConnectionPool acquire + release (the fair line; backend/pgpool.py)", through_ours),
     ]

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from benchmarks import postgres, servers
-from benchmarks.bench import alice_token
+from benchmarks.tokens import Provider
 from tests.support import pgbouncer
 from tests.support.tcpproxy import TCPProxy
 
@@ -44,8 +44,8 @@ SCENARIOS = ("list", "create")
 
 def main(argv: Sequence[str]) -> int:
     rtt = float(argv[argv.index("--rtt") + 1]) / 1000 if "--rtt" in argv else 0.0
-    with postgres.BenchPostgres() as pg:
-        rows = asyncio.run(_measure_all(pg, rtt))
+    with postgres.BenchPostgres() as pg, Provider() as provider:
+        rows = asyncio.run(_measure_all(pg, provider, rtt))
     added = f", {rtt * 1000:g} ms round-trip time added" if rtt else ""
     print(f"round trips per request ({REQUESTS} sequential requests each, PostgreSQL {pg.where}{added}):\n")
     columns = [f"{s} {what}" for s in SCENARIOS for what in (("round trips", "median ms") if rtt else ("round trips",))]
@@ -56,21 +56,26 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-async def _measure_all(pg: postgres.BenchPostgres, rtt: float) -> list[list[str]]:
+async def _measure_all(pg: postgres.BenchPostgres, provider: Provider, rtt: float) -> list[list[str]]:
     upstream = urlsplit(pg.admin_url).port or 5432
+    token = provider.token("eddsa")
+    makers: dict[str, Callable[[str], servers.Server]] = {
+        "ours": lambda url: servers.ours(url, provider),
+        "peer": lambda url: servers.peer(url, provider, "eddsa"),
+    }
     rows: list[list[str]] = []
-    for name, make in (("ours", servers.ours), ("peer", servers.peer)):
+    for name, make in makers.items():
         url = await _seeded(pg, name)
-        rows.append([name, "direct", *await _measure(make, upstream, lambda port, url=url: _via(url, port), rtt)])
+        via = _measure(make, upstream, lambda port, url=url: _via(url, port), rtt, token)
+        rows.append([name, "direct", *await via])
     if not pgbouncer.available():
         print("pgbouncer is not installed: the pooled rows are left out", file=sys.stderr)
         return rows
     with pgbouncer.PgBouncer(upstream) as bouncer:
         for name, where, query in _POOLED:
             database = urlsplit(await _seeded(pg, name)).path.lstrip("/")
-            make = servers.peer if name == "peer" else servers.ours
             url_of = _pooled_url(bouncer, database, query, peer=name == "peer")
-            rows.append([name, where, *await _measure(make, bouncer.port, url_of, rtt)])
+            rows.append([name, where, *await _measure(makers[name], bouncer.port, url_of, rtt, token)])
     return rows
 
 
@@ -105,20 +110,21 @@ def _pooled_url(
 
 
 async def _measure(
-    make: Callable[[str], servers.Server], upstream: int, url_of: Callable[[int], str], rtt: float
+    make: Callable[[str], servers.Server], upstream: int, url_of: Callable[[int], str], rtt: float, token: str
 ) -> list[str]:
     async with TCPProxy(upstream) as proxy:
         server = make(url_of(proxy.port))
         await asyncio.to_thread(server.start)
         proxy.delay = rtt / 2
         try:
-            return [figure for scenario in SCENARIOS for figure in await _scenario(server, proxy, scenario, rtt)]
+            figures = [await _scenario(server, proxy, scenario, rtt, token) for scenario in SCENARIOS]
+            return [figure for each in figures for figure in each]
         finally:
             await asyncio.to_thread(server.stop)
 
 
-async def _scenario(server: servers.Server, proxy: TCPProxy, scenario: str, rtt: float) -> list[str]:
-    headers = {"Authorization": f"Bearer {alice_token()}"}
+async def _scenario(server: servers.Server, proxy: TCPProxy, scenario: str, rtt: float, token: str) -> list[str]:
+    headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30.0) as http:
         for _ in range(5):
             await _request(http, scenario)

@@ -1,4 +1,4 @@
-"""The body deadline on its own, with an ASGI receive that stalls on cue.
+"""The body deadline on its own (`BodyReader`), with an ASGI receive that stalls on cue.
 
 The same deadline against a real server, a real socket and a valid token:
 tests/test_limits.py (`test_body_dripped_with_a_valid_token_is_cut_at_the_body_deadline`).
@@ -7,15 +7,15 @@ tests/test_limits.py (`test_body_dripped_with_a_valid_token_is_cut_at_the_body_d
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Message, Receive
 
-from backend.bodydeadline import BodyDeadline
+from backend.bodydeadline import BodyReader
 from backend.errors import RequestTimeoutError
 
 DEADLINE = 0.2
-SCOPE: Scope = {"type": "http", "method": "POST", "path": "/api/alice/tasks", "headers": []}
 
 
 def client(*messages: Message) -> Receive:
@@ -26,18 +26,15 @@ def client(*messages: Message) -> Receive:
     return queue.get
 
 
-async def no_send(message: Message) -> None:
-    raise AssertionError("the app under test never answers")
+def reading(count: int, received: list[Message]) -> Callable[[Receive], Awaitable[None]]:
+    """An app that reads `count` messages of a request with a body into `received`, through a BodyReader."""
 
-
-def reading(count: int, received: list[Message]) -> BodyDeadline:
-    """BodyDeadline around an app that reads `count` messages into `received`."""
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    async def app(receive: Receive) -> None:
+        body = BodyReader(receive, has_body=True, seconds=DEADLINE)
         for _ in range(count):
-            received.append(await receive())
+            received.append(await body())
 
-    return BodyDeadline(app, seconds=DEADLINE)
+    return app
 
 
 def chunk(data: bytes, *, more: bool) -> Message:
@@ -51,7 +48,7 @@ async def test_piece_of_body_after_the_deadline_is_a_408() -> None:
     asyncio.get_running_loop().call_later(DEADLINE * 1.5, queue.put_nowait, chunk(b'"ti', more=True))
 
     with pytest.raises(RequestTimeoutError) as raised:
-        await reading(3, received)(SCOPE, queue.get, no_send)
+        await reading(3, received)(queue.get)
 
     assert [message["body"] for message in received] == [b"{"]
     assert raised.value.status == 408
@@ -69,7 +66,7 @@ async def test_deadline_counts_the_whole_body_not_each_read() -> None:
 
     dripping = asyncio.create_task(drip())
     with pytest.raises(RequestTimeoutError):
-        await reading(10, received)(SCOPE, queue.get, no_send)
+        await reading(10, received)(queue.get)
     dripping.cancel()
 
     assert 2 <= len(received) <= 4
@@ -78,9 +75,7 @@ async def test_deadline_counts_the_whole_body_not_each_read() -> None:
 async def test_body_within_the_deadline_is_read_whole() -> None:
     received: list[Message] = []
 
-    await reading(3, received)(
-        SCOPE, client(chunk(b"{", more=True), chunk(b"}", more=True), chunk(b"", more=False)), no_send
-    )
+    await reading(3, received)(client(chunk(b"{", more=True), chunk(b"}", more=True), chunk(b"", more=False)))
 
     assert [message["body"] for message in received] == [b"{", b"}", b""]
 
@@ -91,14 +86,18 @@ async def test_complete_body_is_not_cut_and_a_later_read_may_wait_past_the_deadl
     queue.put_nowait(chunk(b'{"title": "x"}', more=False))
     asyncio.get_running_loop().call_later(DEADLINE * 2, queue.put_nowait, {"type": "http.disconnect"})
 
-    await reading(2, received)(SCOPE, queue.get, no_send)
+    await reading(2, received)(queue.get)
 
     assert [message["type"] for message in received] == ["http.request", "http.disconnect"]
 
 
-async def test_other_scopes_pass_through() -> None:
-    received: list[Message] = []
+async def test_body_read_to_its_end_is_complete_and_a_request_without_one_is_from_the_start() -> None:
+    body = BodyReader(client(chunk(b"{", more=True), chunk(b"}", more=False)), has_body=True, seconds=DEADLINE)
+    without = BodyReader(client(), has_body=False, seconds=DEADLINE)
 
-    await reading(1, received)({"type": "lifespan"}, client({"type": "lifespan.startup"}), no_send)
-
-    assert received == [{"type": "lifespan.startup"}]
+    assert not body.complete
+    await body()
+    assert not body.complete
+    await body()
+    assert body.complete
+    assert without.complete

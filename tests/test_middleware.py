@@ -1,18 +1,27 @@
-"""CORS, request ids and security headers on every response."""
+"""CORS, request ids and security headers on every response; then the one middleware on its own."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Iterator
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from typing import Any
 
 import httpx
 import pytest
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.app import create_app
+from backend.cors import CorsPolicy
 from backend.logs import configure_logging
+from backend.middleware import RequestIds, RequestMiddleware
 from backend.settings import Settings
-from tests.conftest import wait_ready
+from tests.conftest import ROOT, wait_ready
 
 PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
 
@@ -162,3 +171,167 @@ async def test_unexpected_error_is_500_problem_with_request_id_and_no_internals(
     assert "req-500" in problem["detail"]
     assert "internals" not in response.text
     assert "Traceback" not in response.text
+
+
+# -- the one middleware on its own ------------------------------------------------------------------
+
+
+def test_request_ids_are_32_hex_characters_and_never_repeat() -> None:
+    ids = RequestIds()
+
+    drawn = [ids.next() for _ in range(10_000)]
+
+    assert len(set(drawn)) == len(drawn)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", request_id) for request_id in drawn)
+
+
+_FORKED_IDS = """
+import os
+from backend.middleware import RequestIds
+
+ids = RequestIds()
+parent = ids.next()
+reader, writer = os.pipe()
+pid = os.fork()
+if pid == 0:  # what a worker forked from this process would draw
+    os.write(writer, ids.next().encode())
+    os._exit(0)
+os.close(writer)
+child = os.read(reader, 64).decode()
+os.waitpid(pid, 0)
+print(parent, child, ids.next())
+"""
+
+
+def test_request_ids_of_two_processes_differ_even_when_forked_from_one() -> None:
+    # In a process of its own: forking this one, whose test servers run threads, is unsafe.
+    run = subprocess.run(
+        [sys.executable, "-c", _FORKED_IDS], check=False, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert run.returncode == 0, run.stderr
+    parent, child, parent_again = run.stdout.split()
+    other_process = RequestIds().next()
+
+    assert len(child) == 32
+    assert child[:16] != parent[:16]
+    assert parent_again[:16] == parent[:16]
+    assert other_process[:16] not in (parent[:16], child[:16])
+
+
+async def test_responses_carry_distinct_request_ids(client: httpx.AsyncClient) -> None:
+    answers = [await client.get("/health") for _ in range(20)]
+
+    assert len({response.headers["x-request-id"] for response in answers}) == 20
+
+
+def _call(app: ASGIApp, scope: dict[str, Any], body: list[Message]) -> Awaitable[list[Message]]:
+    """Run `app` on `scope` with these request messages; the messages it sends."""
+    sent: list[Message] = []
+    queue: asyncio.Queue[Message] = asyncio.Queue()
+    for message in body:
+        queue.put_nowait(message)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def run() -> list[Message]:
+        await app(scope, queue.get, send)
+        return sent
+
+    return run()
+
+
+def _scope(method: str = "GET", headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
+    return {"type": "http", "method": method, "path": "/x", "headers": headers or []}
+
+
+def _headers(message: Message) -> list[tuple[bytes, bytes]]:
+    return list(message["headers"])
+
+
+async def test_other_scopes_pass_through_untouched() -> None:
+    seen: list[tuple[str, Message]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append((scope["type"], await receive()))
+
+    await _call(RequestMiddleware(app, cors=CorsPolicy([])), {"type": "lifespan"}, [{"type": "lifespan.startup"}])
+
+    assert seen == [("lifespan", {"type": "lifespan.startup"})]
+
+
+async def test_answer_keeps_its_own_headers_and_gets_ours_once() -> None:
+    app = Response(
+        "x",
+        headers={
+            "Vary": "Accept",
+            "Cache-Control": "max-age=60",
+            "X-Request-ID": "from-the-app",
+            "Access-Control-Max-Age": "99",
+            "Access-Control-Allow-Origin": "*",
+        },
+    )
+    origin = b"http://localhost:3000"
+    middleware = RequestMiddleware(app, cors=CorsPolicy(["http://localhost:3000"]))
+
+    allowed = (await _call(middleware, _scope(headers=[(b"origin", origin)]), []))[0]
+    refused = (await _call(middleware, _scope(headers=[(b"origin", b"https://evil.example")]), []))[0]
+
+    for start in (allowed, refused):
+        headers = _headers(start)
+        names = [name for name, _ in headers]
+        assert names.count(b"x-request-id") == 1
+        assert (b"x-request-id", b"from-the-app") not in headers
+        assert (b"x-content-type-options", b"nosniff") in headers
+        assert (b"cache-control", b"max-age=60") in headers
+        assert b"no-store" not in dict(headers).values()
+        assert (b"vary", b"Accept, Origin") in headers
+        assert (b"access-control-max-age", b"99") not in headers
+    assert [(name, value) for name, value in _headers(allowed) if name.startswith(b"access-control-")] == [
+        (b"access-control-allow-credentials", b"true"),
+        (b"access-control-expose-headers", b"Location, Retry-After, X-Request-ID, X-Total-Count"),
+        (b"access-control-allow-origin", origin),
+    ]
+    assert [name for name, _ in _headers(refused) if name.startswith(b"access-control-")] == []
+
+
+async def test_preflight_for_an_allowed_origin_with_a_refused_method_names_it() -> None:
+    middleware = RequestMiddleware(Response("never"), cors=CorsPolicy(["http://localhost:3000"]))
+    scope = _scope(
+        "OPTIONS",
+        [(b"origin", b"http://localhost:3000"), (b"access-control-request-method", b"TRACE")],
+    )
+
+    start, body = await _call(middleware, scope, [])
+
+    assert start["status"] == 400
+    assert body["body"] == b"Disallowed CORS method"
+    assert (b"access-control-allow-origin", b"http://localhost:3000") in _headers(start)
+
+
+async def test_request_cancelled_before_its_answer_gets_503_with_our_headers_and_stays_cancelled() -> None:
+    started = asyncio.Event()
+
+    async def stuck(scope: Scope, receive: Receive, send: Send) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    middleware = RequestMiddleware(stuck, cors=CorsPolicy(["http://localhost:3000"]))
+    scope = {**_scope(headers=[(b"origin", b"http://localhost:3000"), (b"x-request-id", b"cut-1")]), "app": None}
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    task = asyncio.create_task(middleware(scope, asyncio.Queue().get, send))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    headers = dict(_headers(sent[0]))
+    assert sent[0]["status"] == 503
+    assert headers[b"x-request-id"] == b"cut-1"
+    assert headers[b"access-control-allow-origin"] == b"http://localhost:3000"
+    assert headers[b"retry-after"]
+    assert b'"code":"SHUTTING_DOWN"' in sent[1]["body"]
