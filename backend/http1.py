@@ -17,6 +17,10 @@ TLS-terminating proxy (docs/security.md). So on a plain socket:
   frames it by Transfer-Encoding) with `Connection: close`, and the
   connection closes: the two disagreeing is how a request is smuggled past a
   proxy, and RFC 9112 sections 6.1 and 6.3 require the close.
+- A request head larger than `h11_max_incomplete_size` is answered 431 and
+  the connection closed. h11 checks that size only while a head is still
+  incomplete, so a head that grew past it in one read (up to 64 KiB more)
+  got through; the limit is checked here again on every complete head.
 
 Hypercorn has no option to choose the protocol: its ProtocolWrapper builds
 `hypercorn.protocol.H11Protocol` for every connection without TLS ALPN "h2".
@@ -76,6 +80,10 @@ class _HTTP2PrefaceError(Exception):
     """Raised from `_check_protocol` to leave Hypercorn's request handling at the HTTP/2 preface."""
 
 
+class _HeadTooLargeError(Exception):
+    """Raised from `_check_protocol` to answer a request head over the size limit with 431."""
+
+
 class _HTTP1Only(H11Protocol):
     _refused = False
     _framing_ambiguous = False
@@ -90,12 +98,18 @@ class _HTTP1Only(H11Protocol):
             logger.info("HTTP/2 refused from %s: without TLS this server speaks HTTP/1.1 only", _shown(self.client))
             await self.send(RawData(data=_USE_HTTP1))
             await self.send(Closed())
+        except _HeadTooLargeError:
+            self._refused = True
+            await self._send_error_response(431)
+            await self.send(Closed())
 
     async def _check_protocol(self, event: h11.Request) -> None:
         # Called by Hypercorn for each request head, before the app sees it; Hypercorn's own
         # version of this method is the one that switches to HTTP/2.
         if (event.method, event.target, event.http_version) == (b"PRI", b"*", b"2.0"):
             raise _HTTP2PrefaceError
+        if _head_size(event) > self.config.h11_max_incomplete_size:
+            raise _HeadTooLargeError
         names = {name for name, _ in event.headers}  # h11 lower-cases header names
         self._framing_ambiguous = {b"content-length", b"transfer-encoding"} <= names
 
@@ -104,6 +118,12 @@ class _HTTP1Only(H11Protocol):
             # h11 ends the connection after a response that says `Connection: close`.
             event = dataclasses.replace(event, headers=[*event.headers, (b"connection", b"close")])
         await super().stream_send(event)
+
+
+def _head_size(event: h11.Request) -> int:
+    """The request head's size on the wire, give or take the spaces h11 strips."""
+    line = len(event.method) + len(event.target) + len(b"  HTTP/1.1\r\n\r\n")
+    return line + sum(len(name) + len(value) + len(b": \r\n") for name, value in event.headers)
 
 
 def _says_close(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -137,6 +157,8 @@ def hypercorn_mismatch() -> str | None:
         return "ProtocolWrapper no longer builds hypercorn.protocol.H11Protocol"
     if "_check_protocol" not in _names_used(H11Protocol._handle_events):
         return "H11Protocol._handle_events no longer calls _check_protocol"
+    if not inspect.iscoroutinefunction(getattr(H11Protocol, "_send_error_response", None)):
+        return "H11Protocol._send_error_response is gone"
     for name in ("handle", "_check_protocol", "stream_send"):
         method = getattr(H11Protocol, name, None)
         if not inspect.iscoroutinefunction(method) or list(inspect.signature(method).parameters) != ["self", "event"]:

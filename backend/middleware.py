@@ -27,6 +27,7 @@ import asyncio
 import itertools
 import os
 import re
+import sys
 from collections.abc import Iterable
 from typing import Final
 
@@ -76,7 +77,8 @@ class RequestIds:
     def __init__(self) -> None:
         self._prefix = ""
         self._count = itertools.count()
-        os.register_at_fork(after_in_child=self._forget)
+        if sys.platform != "win32":  # Windows never forks: its workers are spawned and import anew.
+            os.register_at_fork(after_in_child=self._forget)
 
     def _forget(self) -> None:
         self._prefix = ""

@@ -190,6 +190,21 @@ def test_headers_over_the_limit_sent_in_pieces_get_431(live: LiveServer) -> None
     assert status_of(answer) == 431
 
 
+def test_head_over_the_limit_that_completes_in_one_read_gets_431(live: LiveServer) -> None:
+    # h11 measures a head only while it is incomplete: a small first piece, then the
+    # rest at once (one read), used to be parsed whole and served.
+    head = request_head("GET", "/health", {"X-Big": "a" * (HEADER_LIMIT + 8192)})
+    with connect(live) as sock:
+        sock.sendall(head[:1024])
+        time.sleep(0.2)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(head[1024:])
+        answer = read_until_closed(sock)
+
+    assert status_of(answer) == 431
+    assert b"connection: close" in answer.lower()
+
+
 def test_headers_well_within_the_limit_are_served(http: httpx.Client) -> None:
     response = http.get("/health", headers={"X-Padding": "a" * (HEADER_LIMIT // 2)})
 

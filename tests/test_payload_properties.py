@@ -5,7 +5,7 @@ Whatever bytes, JSON documents or query strings arrive, `read_body` and
 errors (400, 413, 415, 422), whose field errors fit the documented schema.
 Nothing else escapes: no KeyError, no RecursionError, no UnicodeError, and
 lone surrogates in keys and values are drawn on purpose (msgspec cannot
-encode a key "\ud800", which must still be a 422, not a 500).
+encode a key "\\ud800", which must still be a 422, not a 500).
 """
 
 from __future__ import annotations
