@@ -27,8 +27,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def has_bytecode() -> bool:
-    """Whether backend/ has compiled bytecode: `inv run` never writes it (invoke turns writing off)."""
+    """Whether backend/ has compiled bytecode (the first start writes it, as on a user's machine)."""
     return any((ROOT / "backend" / "__pycache__").glob("server.*.pyc"))
+
+
+def users_environ() -> dict[str, str]:
+    """This process's environment as a user's shell has it: without PYTHONDONTWRITEBYTECODE.
+
+    Some machines (this project's CI and lab among them) set it; a user's
+    rarely does, and without bytecode every start compiles backend/ again.
+    """
+    return {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
 
 class Server:
@@ -41,7 +50,7 @@ class Server:
         self.workers = workers
         self.port = free_port()
         self.command = command
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **env, "PORT": str(self.port)}
+        self.env = {**users_environ(), "PYTHONUNBUFFERED": "1", **env, "PORT": str(self.port)}
         self.ready_path = ready_path
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.process: subprocess.Popen[bytes] | None = None
