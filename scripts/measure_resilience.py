@@ -36,10 +36,11 @@ from dataclasses import dataclass, field
 import httpx
 
 from backend.devtokens import mint_token
-from tests.conftest import SECRET, fresh_postgres_database
+from tests.support.databases import fresh_postgres_database
 from tests.support.live import LiveServer
 from tests.support.pgcluster import PostgresCluster
 from tests.support.pgfaults import TableLock, stored_rows, terminate_backends, wait_for_waiters
+from tests.support.tokens import SECRET
 
 
 def server_env(database_url: str) -> dict[str, str]:

@@ -22,24 +22,21 @@ from joserfc.jwk import Key, OctKey
 
 from backend.auth import MAX_TOKEN_LENGTH
 from backend.settings import Settings
-from tests.conftest import SECRET, Tokens
+from tests.support.apps import running_client
 from tests.support.jwks_server import JWKSServer, generate_key, sign
+from tests.support.protocol import CHALLENGE, PROBLEM, bearer
 from tests.support.tokens import (
+    SECRET,
+    Tokens,
     assert_provider_unavailable,
     assert_unauthorized,
     b64json,
     b64url,
-    bearer,
     forge,
     hmac_token,
     me,
     provider_key,
-    running_client,
 )
-
-PROBLEM = "application/problem+json"
-CHALLENGE = 'Bearer realm="api"'
-
 
 # -- valid tokens --------------------------------------------------------------------------------
 

@@ -19,11 +19,13 @@ from backend.database import Database
 from backend.devtokens import mint_token
 from backend.errors import ServiceUnavailableError
 from backend.settings import Settings
-from tests.conftest import TEST_DB, app_url, fresh_postgres_database, ready_server
+from tests.support.apps import ready_server
+from tests.support.databases import app_url, fresh_postgres_database
 from tests.support.jwks_server import JWKSServer
 from tests.support.pgbouncer import PgBouncer
 from tests.support.pgfaults import TableLock, lock_waiters, wait_for_waiters
-from tests.support.tokens import bearer
+from tests.support.protocol import bearer
+from tests.support.suite import TEST_DB
 
 pytestmark = pytest.mark.skipif(TEST_DB != "postgresql", reason="the line is in front of PostgreSQL's pool")
 

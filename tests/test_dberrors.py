@@ -28,9 +28,9 @@ from backend.diagnostics.database_check import check_database
 from backend.errors import DatabaseUnreachableError
 from backend.migrations import LATEST_VERSION, apply_migrations
 from backend.settings import Settings
-from tests.conftest import IN_CI, ROOT
 from tests.support import pgcluster
 from tests.support.pgcluster import PostgresCluster
+from tests.support.suite import IN_CI, ROOT
 
 PASSWORD = "right-password"
 PLAIN_HBA = """\

@@ -21,10 +21,11 @@ from backend.dburl import parse_database_url
 from backend.diagnostics.database_check import check_database, check_tls
 from backend.diagnostics.results import Result, ok, warn
 from backend.settings import Settings
-from tests.conftest import IN_CI, SECRET
 from tests.support import pgcluster
 from tests.support.live import LiveServer, run_to_exit
 from tests.support.pgcluster import PostgresCluster
+from tests.support.suite import IN_CI
+from tests.support.tokens import SECRET
 
 PASSWORD = "tls-pass-7Qx"
 SCRAM_OVER_TLS_ONLY = """\

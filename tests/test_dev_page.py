@@ -15,7 +15,7 @@ import pytest
 from backend.app import create_app
 from backend.endpoints.dev import CONTENT_SECURITY_POLICY, STATIC
 from backend.settings import Settings
-from tests.conftest import ready_server
+from tests.support.apps import ready_server
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer
 

@@ -25,10 +25,11 @@ import psutil
 import pytest
 
 from backend import http1
-from tests.conftest import AUTH_URL, Tokens, ready_server
+from tests.support.apps import ready_server
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer
-from tests.test_limits import PATIENCE, connect, read_response, read_until_closed, request_head, status_of
+from tests.support.protocol import PATIENCE, connect, read_response, read_until_closed, request_head, status_of
+from tests.support.tokens import AUTH_URL, Tokens
 
 pytestmark = pytest.mark.live
 

@@ -25,9 +25,11 @@ from backend.payloads import MAX_BODY_BYTES
 from backend.schemas import QUERY_MAX
 from backend.server import hypercorn_config
 from backend.settings import Settings
-from tests.conftest import Tokens, ready_server
+from tests.support.apps import ready_server
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer
+from tests.support.protocol import PATIENCE, PROBLEM, connect, read_response, read_until_closed, request_head, status_of
+from tests.support.tokens import Tokens
 
 pytestmark = pytest.mark.live
 
@@ -35,8 +37,6 @@ _CONFIG = hypercorn_config(Settings(), [])
 KEEP_ALIVE_TIMEOUT = float(_CONFIG.keep_alive_timeout)
 READ_TIMEOUT = float(_CONFIG.read_timeout or 0)
 HEADER_LIMIT = int(_CONFIG.h11_max_incomplete_size)
-# How long a test waits for the server to hang up before calling it a hang.
-PATIENCE = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -51,52 +51,9 @@ def http(live: LiveServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def connect(server: LiveServer, timeout: float = PATIENCE) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
-    sock.settimeout(timeout)
-    return sock
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes; a socket timeout here means it hung."""
-    chunks = []
-    try:
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    except ConnectionResetError:
-        pass
-    return b"".join(chunks)
-
-
-def read_response(sock: socket.socket) -> bytes:
-    """One whole response (head and Content-Length body), without waiting for the connection to close."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
-    while length and len(body) < int(length.group(1)) and (chunk := sock.recv(65536)):
-        body += chunk
-    return head + b"\r\n\r\n" + body
-
-
-def request_head(method: str, path: str, headers: dict[str, str]) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: test", *(f"{name}: {value}" for name, value in headers.items())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def status_of(answer: bytes) -> int:
-    match = re.match(rb"HTTP/1\.1 (\d{3})", answer)
-    assert match, answer[:200]
-    return int(match.group(1))
-
-
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-type"] == PROBLEM
     problem: dict[str, Any] = response.json()
     assert problem["code"] == code
     return problem

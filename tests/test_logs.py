@@ -18,9 +18,10 @@ import httpx
 import pytest
 
 from backend.logs import FORMAT, SafeFormatter, printable
-from tests.conftest import Tokens, ready_server
+from tests.support.apps import ready_server
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer
+from tests.support.tokens import Tokens
 
 FORGED = "2099-01-01 00:00:00,000 ERROR   backend.auth [forged] admin token accepted for mallory"
 # A record starts at column 0 with its timestamp; every other physical line is indented.

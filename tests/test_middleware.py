@@ -21,7 +21,8 @@ from backend.cors import CorsPolicy
 from backend.logs import configure_logging
 from backend.middleware import RequestIds, RequestMiddleware
 from backend.settings import Settings
-from tests.conftest import ROOT, wait_ready
+from tests.support.apps import wait_ready
+from tests.support.suite import ROOT
 
 PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
 

@@ -36,11 +36,13 @@ from backend.errors import ServiceUnavailableError
 from backend.migrations import LATEST_VERSION, apply_migrations, current_version, migrate
 from backend.migrations.versions import MIGRATIONS
 from backend.settings import Settings
-from tests.conftest import IN_CI, SECRET, TEST_DB, fresh_postgres_database
 from tests.support import pgbouncer
+from tests.support.databases import fresh_postgres_database
 from tests.support.live import LiveServer
+from tests.support.protocol import bearer
+from tests.support.suite import IN_CI, TEST_DB
 from tests.support.tcpproxy import TCPProxy
-from tests.support.tokens import bearer
+from tests.support.tokens import SECRET
 from tests.support.toolbelt import inv, inv_env, no_env_file
 
 pytestmark = [

@@ -25,11 +25,13 @@ import pytest
 from backend.devtokens import mint_token
 from backend.migrations.versions import MIGRATIONS
 from backend.settings import Settings
-from tests.conftest import SECRET, TEST_DB, fresh_postgres_database
 from tests.support import pgcluster
+from tests.support.databases import fresh_postgres_database
 from tests.support.live import LiveServer
 from tests.support.pgfaults import TableLock, lock_waiters, stored_rows, terminate_backends, wait_for_waiters
+from tests.support.suite import TEST_DB
 from tests.support.tcpproxy import TCPProxy
+from tests.support.tokens import SECRET
 
 pytestmark = [
     pytest.mark.live,

@@ -22,8 +22,10 @@ import pytest
 from backend.app import create_app
 from backend.migrations import migrate
 from backend.settings import Settings
-from tests.conftest import IN_CI, TEST_DB, fresh_postgres_database, wait_ready
 from tests.support import pgbouncer
+from tests.support.apps import wait_ready
+from tests.support.databases import fresh_postgres_database
+from tests.support.suite import IN_CI, TEST_DB
 from tests.support.tcpproxy import TCPProxy
 
 pytestmark = pytest.mark.skipif(TEST_DB != "postgresql", reason="round trips to a PostgreSQL server")

@@ -22,10 +22,12 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.conftest import AUTH_URL, Tokens, fresh_postgres_database, ready_server
+from tests.support.apps import ready_server
+from tests.support.databases import fresh_postgres_database
 from tests.support.jwks_server import JWKSServer
-from tests.support.live import ROOT, LiveServer, free_port, run_to_exit
-from tests.support.tokens import forge
+from tests.support.live import LiveServer, free_port, run_to_exit
+from tests.support.suite import ROOT
+from tests.support.tokens import AUTH_URL, Tokens, forge
 from tests.support.toolbelt import InvRun, inv, inv_env
 
 pytestmark = pytest.mark.live

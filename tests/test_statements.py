@@ -22,7 +22,9 @@ from backend.app import create_app
 from backend.database import Database
 from backend.pgstatements import NAMED, UNNAMED, Statements
 from backend.settings import Settings
-from tests.conftest import TEST_DB, fresh_postgres_database, wait_ready
+from tests.support.apps import wait_ready
+from tests.support.databases import fresh_postgres_database
+from tests.support.suite import TEST_DB
 
 pytestmark = pytest.mark.skipif(TEST_DB != "postgresql", reason="prepared statements of PostgreSQL")
 

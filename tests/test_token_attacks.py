@@ -25,15 +25,16 @@ from starlette.applications import Starlette
 
 from backend.auth import MAX_TOKEN_LENGTH
 from backend.settings import Settings
-from tests.conftest import AUTH_URL, Tokens, ready_server
+from tests.support.apps import ready_server
 from tests.support.jwks_server import JWKSServer, generate_key, sign
 from tests.support.live import LiveServer
+from tests.support.protocol import CHALLENGE, bearer
 from tests.support.tokens import (
-    CHALLENGE,
+    AUTH_URL,
+    Tokens,
     assert_unauthorized,
     b64json,
     b64url,
-    bearer,
     forge,
     hmac_token,
     me,

@@ -24,10 +24,11 @@ from backend.auth import LEEWAY_SECONDS, Principal, TokenVerifier
 from backend.errors import ApiError, SettingsError
 from backend.jwks import KeyCache
 from backend.settings import Settings, build_settings
-from tests.conftest import Tokens, ready_server
+from tests.support.apps import ready_server
 from tests.support.jwks_server import JWKSServer, generate_key, sign
 from tests.support.live import LiveServer
-from tests.support.tokens import assert_unauthorized, b64json, bearer, me
+from tests.support.protocol import bearer
+from tests.support.tokens import Tokens, assert_unauthorized, b64json, me
 
 
 class Clock:

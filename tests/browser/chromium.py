@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.devtools import DevTools
-from tests.conftest import IN_CI
+from tests.support.suite import IN_CI
 
 CANDIDATES = ("chromium", "chromium-browser")
 # Every *.example.test name resolves to loopback inside Chromium only, so a page

@@ -18,8 +18,8 @@ import pytest
 
 from tests.browser.chromium import open_page
 from tests.browser.pages import PageServer
-from tests.conftest import SECRET, Tokens
 from tests.support.live import LiveServer
+from tests.support.tokens import SECRET, Tokens
 
 pytestmark = pytest.mark.browser
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from tests.browser.chromium import require_chromium
-from tests.conftest import IN_CI
 from tests.frontend.nextapp import (
     AUTH_TABLES,
     BUILD_TIMEOUT,
@@ -29,6 +28,7 @@ from tests.frontend.nextapp import (
     run,
 )
 from tests.support.live import LiveServer, free_port
+from tests.support.suite import IN_CI
 
 TIMINGS = Timings()
 

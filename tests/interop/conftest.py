@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI, SECRET
 from tests.interop.betterauth import BetterAuthServer, missing_setup
 from tests.support.live import LiveServer
+from tests.support.suite import IN_CI
+from tests.support.tokens import SECRET
 
 
 @pytest.fixture(scope="session", autouse=True)
