@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit
 
@@ -87,6 +88,13 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory, request: pytest
 
 
 @pytest.fixture
+async def fresh_database(postgres_admin_url: str) -> AsyncIterator[str]:
+    """A PostgreSQL database of this test's own, empty, reached directly (never through the pooler); its URL."""
+    async with fresh_postgres_database(postgres_admin_url) as url:
+        yield url
+
+
+@pytest.fixture
 def settings(database_url: str, jwks: JWKSServer) -> Settings:
     return Settings(
         database_url=database_url,
@@ -141,6 +149,15 @@ def provider(jwks: JWKSServer) -> Iterator[JWKSServer]:
         jwks.keys[:] = keys
         jwks.document = document
         jwks.mode = "ok"
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port whose listener never accepts: the kernel completes the handshake, nobody answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -28,7 +28,17 @@ from backend.settings import Settings
 from tests.support.apps import ready_server
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer
-from tests.support.protocol import PATIENCE, PROBLEM, connect, read_response, read_until_closed, request_head, status_of
+from tests.support.protocol import (
+    PATIENCE,
+    PROBLEM,
+    bearer,
+    connect,
+    read_response,
+    read_until_closed,
+    request_head,
+    status_of,
+    then_health,
+)
 from tests.support.tokens import Tokens
 
 pytestmark = pytest.mark.live
@@ -67,7 +77,7 @@ def test_declared_body_over_the_limit_is_413_before_it_is_sent(live: LiveServer,
         "POST",
         "/api/alice/tasks",
         {
-            "Authorization": f"Bearer {tokens.signed('alice')}",
+            **bearer(tokens.signed("alice")),
             "Content-Type": "application/json",
             "Content-Length": str(100 * 1024 * 1024),
         },
@@ -90,7 +100,7 @@ def test_chunked_body_over_the_limit_is_413_without_content_length(http: httpx.C
     response = http.post(
         "/api/alice/tasks",
         content=chunks(),
-        headers={"Authorization": f"Bearer {tokens.signed('alice')}", "Content-Type": "application/json"},
+        headers={**bearer(tokens.signed("alice")), "Content-Type": "application/json"},
     )
 
     assert "content-length" not in response.request.headers
@@ -104,7 +114,7 @@ def test_body_just_under_the_limit_is_read_and_validated(http: httpx.Client, tok
     response = http.post(
         "/api/alice/tasks",
         content=body,
-        headers={"Authorization": f"Bearer {tokens.signed('alice')}", "Content-Type": "application/json"},
+        headers={**bearer(tokens.signed("alice")), "Content-Type": "application/json"},
     )
 
     problem = assert_problem(response, 422, "VALIDATION_FAILED")
@@ -179,15 +189,15 @@ def test_deeply_nested_json_is_a_4xx_problem(http: httpx.Client, tokens: Tokens,
     response = http.post(
         "/api/alice/tasks",
         content=body,
-        headers={"Authorization": f"Bearer {tokens.signed('alice')}", "Content-Type": "application/json"},
+        headers={**bearer(tokens.signed("alice")), "Content-Type": "application/json"},
     )
 
     assert response.status_code in (400, 422), response.text
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-type"] == PROBLEM
 
 
 def test_q_at_the_limit_is_served_and_one_over_is_422(http: httpx.Client, tokens: Tokens) -> None:
-    headers = {"Authorization": f"Bearer {tokens.signed('alice')}"}
+    headers = bearer(tokens.signed("alice"))
 
     served = http.get("/api/alice/tasks", params={"q": "q" * QUERY_MAX}, headers=headers)
     refused = http.get("/api/alice/tasks", params={"q": "q" * (QUERY_MAX + 1)}, headers=headers)
@@ -198,9 +208,7 @@ def test_q_at_the_limit_is_served_and_one_over_is_422(http: httpx.Client, tokens
 
 
 def test_q_of_50_kb_in_the_url_is_a_4xx(live: LiveServer, tokens: Tokens) -> None:
-    head = request_head(
-        "GET", "/api/alice/tasks?q=" + "%25" * 50_000, {"Authorization": f"Bearer {tokens.signed('alice')}"}
-    )
+    head = request_head("GET", "/api/alice/tasks?q=" + "%25" * 50_000, bearer(tokens.signed("alice")))
     with connect(live) as sock:
         sock.sendall(head)
         answer = read_response(sock)
@@ -226,7 +234,7 @@ def test_client_that_stalls_in_the_body_is_cut_off(live: LiveServer, tokens: Tok
         "POST",
         "/api/alice/tasks",
         {
-            "Authorization": f"Bearer {tokens.signed('alice')}",
+            **bearer(tokens.signed("alice")),
             "Content-Type": "application/json",
             "Content-Length": "100",
         },
@@ -259,7 +267,7 @@ def test_body_dripped_with_a_valid_token_is_cut_at_the_body_deadline(live: LiveS
         "POST",
         "/api/alice/tasks",
         {
-            "Authorization": f"Bearer {tokens.signed('alice')}",
+            **bearer(tokens.signed("alice")),
             "Content-Type": "application/json",
             "Content-Length": "1000",
             "X-Request-ID": "dripped-body",
@@ -287,7 +295,7 @@ def test_client_that_hangs_up_mid_body_is_logged_as_a_4xx_not_a_crash(live: Live
         "POST",
         "/api/alice/tasks",
         {
-            "Authorization": f"Bearer {tokens.signed('alice')}",
+            **bearer(tokens.signed("alice")),
             "Content-Type": "application/json",
             "Content-Length": "100",
             "X-Request-ID": "hang-up-mid-body",
@@ -322,13 +330,9 @@ def test_answer_before_the_body_is_read_says_connection_close(live: LiveServer, 
 
 def test_connection_is_kept_for_the_next_request_when_the_body_was_read(live: LiveServer, tokens: Tokens) -> None:
     body = b'{"title": "kept alive"}'
-    auth = {"Authorization": f"Bearer {tokens.signed('alice')}", "Content-Type": "application/json"}
+    auth = {**bearer(tokens.signed("alice")), "Content-Type": "application/json"}
     first = request_head("POST", "/api/alice/tasks", {**auth, "Content-Length": str(len(body))}) + body
-    with connect(live) as sock:
-        sock.sendall(first)
-        created = read_response(sock)
-        sock.sendall(request_head("GET", "/health", {}))
-        health = read_response(sock)
+    created, health = then_health(live, first)
 
     assert status_of(created) == 201, created[:300]
     assert b"connection: close" not in created.lower()
@@ -339,7 +343,7 @@ def test_connection_is_kept_for_the_next_request_when_the_body_was_read(live: Li
 
 
 def test_every_kind_of_answer_has_nosniff_no_store_and_no_banner(http: httpx.Client, tokens: Tokens) -> None:
-    auth = {"Authorization": f"Bearer {tokens.signed('alice')}"}
+    auth = bearer(tokens.signed("alice"))
     created = http.post("/api/alice/tasks", json={"title": "headers"}, headers=auth)
     answers = [
         created,

@@ -22,6 +22,7 @@ from backend.logs import configure_logging
 from backend.middleware import RequestIds, RequestMiddleware
 from backend.settings import Settings
 from tests.support.apps import wait_ready
+from tests.support.protocol import PROBLEM
 from tests.support.suite import ROOT
 
 PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
@@ -164,7 +165,7 @@ async def test_unexpected_error_is_500_problem_with_request_id_and_no_internals(
         response = await client.get("/broken", headers={"X-Request-ID": "req-500"})
 
     assert response.status_code == 500
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-type"] == PROBLEM
     assert response.headers["x-request-id"] == "req-500"
     problem = response.json()
     assert problem["code"] == "INTERNAL_ERROR"
