@@ -27,9 +27,10 @@ from starlette.applications import Starlette
 from backend.app import create_app
 from backend.settings import Secret, Settings
 from tests.support import pgbouncer, pgcluster
-from tests.support.apps import running_client, wait_ready
+from tests.support.apps import ready_server, running_client, wait_ready
 from tests.support.databases import app_url, fresh_postgres_database
 from tests.support.jwks_server import JWKSServer
+from tests.support.live import LiveServer
 from tests.support.suite import TEST_DB, TEST_POOLER, unavailable
 from tests.support.tokens import AUTH_URL, SECRET, Tokens
 
@@ -122,6 +123,13 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
+
+
+@pytest.fixture(scope="module")
+def live(database_url: str, jwks: JWKSServer) -> Iterator[LiveServer]:
+    """A real server (subprocess, real socket) with the suite's settings, ready; one per module that asks."""
+    with ready_server(database_url, jwks) as server:
+        yield server
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ the answer (RFC 9112 section 6.3).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import h2.config
 import h2.connection
@@ -25,7 +24,6 @@ import psutil
 import pytest
 
 from backend import http1
-from tests.support.apps import ready_server
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer
 from tests.support.protocol import (
@@ -43,12 +41,6 @@ from tests.support.tokens import AUTH_URL, Tokens
 pytestmark = pytest.mark.live
 
 GET_HEALTH = [(":method", "GET"), (":path", "/health"), (":scheme", "http"), (":authority", "test")]
-
-
-@pytest.fixture(scope="module")
-def live(database_url: str, jwks: JWKSServer) -> Iterator[LiveServer]:
-    with ready_server(database_url, jwks) as server:
-        yield server
 
 
 class H2Client:

@@ -25,8 +25,6 @@ from backend.payloads import MAX_BODY_BYTES
 from backend.schemas import QUERY_MAX
 from backend.server import hypercorn_config
 from backend.settings import Settings
-from tests.support.apps import ready_server
-from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer
 from tests.support.protocol import (
     PATIENCE,
@@ -47,12 +45,6 @@ _CONFIG = hypercorn_config(Settings(), [])
 KEEP_ALIVE_TIMEOUT = float(_CONFIG.keep_alive_timeout)
 READ_TIMEOUT = float(_CONFIG.read_timeout or 0)
 HEADER_LIMIT = int(_CONFIG.h11_max_incomplete_size)
-
-
-@pytest.fixture(scope="module")
-def live(database_url: str, jwks: JWKSServer) -> Iterator[LiveServer]:
-    with ready_server(database_url, jwks) as server:
-        yield server
 
 
 @pytest.fixture

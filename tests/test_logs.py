@@ -12,14 +12,11 @@ import logging
 import re
 import socket
 import sys
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from backend.logs import FORMAT, SafeFormatter, printable
-from tests.support.apps import ready_server
-from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer
 from tests.support.tokens import Tokens
 
@@ -92,12 +89,6 @@ def test_traceback_lines_are_indented_and_escaped() -> None:
 
 
 # A real server's log
-
-
-@pytest.fixture(scope="module")
-def live(database_url: str, jwks: JWKSServer) -> Iterator[LiveServer]:
-    with ready_server(database_url, jwks) as server:
-        yield server
 
 
 def raw_request(server: LiveServer, head: bytes, body: bytes = b"") -> bytes:
