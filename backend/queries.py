@@ -6,10 +6,10 @@ Each change is one statement, so it is atomic without an explicit transaction.
 
 The statements are SQL text written once, valid on PostgreSQL and SQLite
 alike, with named parameters; on PostgreSQL each is prepared once per
-connection (backend/pgstatements.py). Compiling SQLAlchemy Core on every
-call cost more than the round trip to PostgreSQL (docs/performance.md).
-backend/tables.py stays the schema's description in Python, which a test
-checks against the migrations.
+connection (backend/pgstatements.py). Text, not SQLAlchemy Core: compiling
+Core on every call costs more than the round trip to PostgreSQL
+(docs/performance.md has the profile). backend/tables.py is the schema's
+description in Python, which a test checks against the migrations.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from backend.diagnostics.report import ReportOptions, run_checks  # noqa: E402
 from backend.migrations import migrate  # noqa: E402
 from backend.settings import SETTING_NAMES, Settings  # noqa: E402
-from tests.conftest import fresh_postgres_database  # noqa: E402
+from tests.support.databases import fresh_postgres_database  # noqa: E402
 from tests.support.jwks_server import JWKSServer  # noqa: E402
 from tests.support.live import free_port  # noqa: E402
 

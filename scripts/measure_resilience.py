@@ -36,21 +36,17 @@ from dataclasses import dataclass, field
 import httpx
 
 from backend.devtokens import mint_token
-from tests.conftest import SECRET, fresh_postgres_database
+from tests.support import apps
+from tests.support.databases import fresh_postgres_database
 from tests.support.live import LiveServer
 from tests.support.pgcluster import PostgresCluster
 from tests.support.pgfaults import TableLock, stored_rows, terminate_backends, wait_for_waiters
 
 
 def server_env(database_url: str) -> dict[str, str]:
-    return {
-        "APP_ENV": "development",
-        "DATABASE_URL": database_url,
-        "BETTER_AUTH_SECRET": SECRET,
-        "LOG_LEVEL": "warning",
-        "DB_CONNECT_RETRY_SECONDS": "60",
-        "GRACEFUL_TIMEOUT": "30",
-    }
+    """The tests' server environment, quieter, patient with the database and with a drain of 30 s."""
+    quiet = {"LOG_LEVEL": "warning", "DB_CONNECT_RETRY_SECONDS": "60", "GRACEFUL_TIMEOUT": "30"}
+    return {**apps.server_env(database_url), **quiet}
 
 
 @dataclass

@@ -11,6 +11,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from tests.support.protocol import PROBLEM
+
 EVIL = {"Host": "evil.example", "X-Forwarded-Host": "evil.example"}
 
 
@@ -42,7 +44,7 @@ async def test_trailing_slash_is_a_404_naming_the_path_not_a_redirect_to_the_hos
 
     assert response.status_code == 404, response.headers
     assert "location" not in response.headers
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-type"] == PROBLEM
     problem = response.json()
     assert problem["code"] == "NOT_FOUND"
     assert problem["detail"] == (f"No route matches {path!r}; without the trailing slash it is {path.rstrip('/')!r}")

@@ -22,24 +22,21 @@ from joserfc.jwk import Key, OctKey
 
 from backend.auth import MAX_TOKEN_LENGTH
 from backend.settings import Settings
-from tests.conftest import SECRET, Tokens
+from tests.support.apps import running_client
 from tests.support.jwks_server import JWKSServer, generate_key, sign
+from tests.support.protocol import CHALLENGE, PROBLEM, bearer
 from tests.support.tokens import (
+    SECRET,
+    Tokens,
     assert_provider_unavailable,
     assert_unauthorized,
     b64json,
     b64url,
-    bearer,
     forge,
     hmac_token,
     me,
     provider_key,
-    running_client,
 )
-
-PROBLEM = "application/problem+json"
-CHALLENGE = 'Bearer realm="api"'
-
 
 # -- valid tokens --------------------------------------------------------------------------------
 
@@ -190,7 +187,7 @@ GET_THE_JWT = (
 
 @pytest.mark.parametrize("value", ["undefined", "null"])
 async def test_bearer_of_an_empty_variable_says_how_to_get_the_jwt(client: httpx.AsyncClient, value: str) -> None:
-    response = await client.get("/api/me", headers={"Authorization": f"Bearer {value}"})
+    response = await client.get("/api/me", headers=bearer(value))
 
     problem = assert_unauthorized(response)
     assert problem["detail"] == (
@@ -201,7 +198,7 @@ async def test_bearer_of_an_empty_variable_says_how_to_get_the_jwt(client: httpx
 async def test_better_auth_session_token_as_bearer_says_how_to_get_the_jwt(client: httpx.AsyncClient) -> None:
     session_token = "x3GvQ0PLyWc5aJ8hZtN2sUeR6mKd9FbA"  # the shape of Better Auth's session tokens
 
-    response = await client.get("/api/me", headers={"Authorization": f"Bearer {session_token}"})
+    response = await client.get("/api/me", headers=bearer(session_token))
 
     problem = assert_unauthorized(response)
     assert problem["detail"] == (

@@ -10,6 +10,7 @@ import pytest
 from starlette.applications import Starlette
 
 from backend.payloads import MAX_BODY_BYTES
+from tests.support.protocol import PROBLEM
 
 JSON = {"Content-Type": "application/json"}
 
@@ -24,7 +25,7 @@ async def count_tasks(app: Starlette) -> int:
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-type"] == PROBLEM
     problem: dict[str, Any] = response.json()
     assert problem["code"] == code
     assert problem["status"] == status
@@ -196,7 +197,7 @@ async def test_50000_deep_nesting_is_a_4xx(client: httpx.AsyncClient, alice: dic
     response = await post(client, alice, b"[" * 50_000 + b"]" * 50_000)
 
     assert 400 <= response.status_code < 500
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-type"] == PROBLEM
 
 
 async def test_body_over_limit_is_413(client: httpx.AsyncClient, alice: dict[str, str]) -> None:

@@ -19,26 +19,21 @@ from backend.database import Database
 from backend.devtokens import mint_token
 from backend.errors import ServiceUnavailableError
 from backend.settings import Settings
-from tests.conftest import TEST_DB, app_url, fresh_postgres_database, ready_server
+from tests.support.apps import ready_server
+from tests.support.databases import app_url
 from tests.support.jwks_server import JWKSServer
 from tests.support.pgbouncer import PgBouncer
 from tests.support.pgfaults import TableLock, lock_waiters, wait_for_waiters
-from tests.support.tokens import bearer
+from tests.support.protocol import PROBLEM, bearer
+from tests.support.suite import TEST_DB
 
 pytestmark = pytest.mark.skipif(TEST_DB != "postgresql", reason="the line is in front of PostgreSQL's pool")
 
 
 @pytest.fixture
-async def database(postgres_admin_url: str) -> AsyncIterator[str]:
-    """A fresh, empty database; its URL."""
-    async with fresh_postgres_database(postgres_admin_url) as url:
-        yield url
-
-
-@pytest.fixture
-async def one_connection(settings: Settings, database: str) -> AsyncIterator[Database]:
+async def one_connection(settings: Settings, fresh_database: str) -> AsyncIterator[Database]:
     """Our Database with a pool of one connection, a `log` table on it."""
-    db = Database(dataclasses.replace(settings, database_url=database, db_pool_size=1))
+    db = Database(dataclasses.replace(settings, database_url=fresh_database, db_pool_size=1))
     await db.connect()
     await db.execute("CREATE TABLE log (id serial PRIMARY KEY, who text NOT NULL)")
     yield db
@@ -71,9 +66,9 @@ async def test_statements_waiting_for_the_connection_run_in_arrival_order(one_co
 
 
 async def test_transaction_waiting_longer_than_db_pool_timeout_raises_unavailable(
-    settings: Settings, database: str
+    settings: Settings, fresh_database: str
 ) -> None:
-    db = Database(dataclasses.replace(settings, database_url=database, db_pool_size=1, db_pool_timeout=0.2))
+    db = Database(dataclasses.replace(settings, database_url=fresh_database, db_pool_size=1, db_pool_timeout=0.2))
     await db.connect()
     try:
         release = asyncio.Event()
@@ -101,21 +96,21 @@ async def test_transaction_waiting_longer_than_db_pool_timeout_raises_unavailabl
 
 @pytest.mark.live
 async def test_at_most_db_pool_size_requests_reach_the_database_and_the_rest_are_answered_after(
-    database: str, jwks: JWKSServer, pooler: PgBouncer | None
+    fresh_database: str, jwks: JWKSServer, pooler: PgBouncer | None
 ) -> None:
     settings = {"DB_POOL_SIZE": "3", "DB_POOL_TIMEOUT": "60", "DB_QUERY_TIMEOUT": "60"}
-    with ready_server(app_url(database, pooler), jwks, **settings) as server:
+    with ready_server(app_url(fresh_database, pooler), jwks, **settings) as server:
         user = f"user-{uuid.uuid4().hex[:10]}"
         headers = bearer(mint_token(server.settings, user))
         async with httpx.AsyncClient(timeout=120.0, limits=httpx.Limits(max_connections=20)) as http:
-            async with TableLock(database):
+            async with TableLock(fresh_database):
                 requests = [
                     asyncio.create_task(http.get(f"{server.url}/api/{user}/tasks", headers=headers)) for _ in range(8)
                 ]
-                await wait_for_waiters(database, 3)
+                await wait_for_waiters(fresh_database, 3)
                 for _ in range(20):  # give the other five every chance to reach the database too
                     await asyncio.sleep(0.01)
-                blocked = await lock_waiters(database)
+                blocked = await lock_waiters(fresh_database)
             responses = await asyncio.gather(*requests)
 
     assert blocked == 3
@@ -124,17 +119,17 @@ async def test_at_most_db_pool_size_requests_reach_the_database_and_the_rest_are
 
 @pytest.mark.live
 async def test_request_waiting_longer_than_db_pool_timeout_answers_503_with_retry_after(
-    database: str, jwks: JWKSServer, pooler: PgBouncer | None
+    fresh_database: str, jwks: JWKSServer, pooler: PgBouncer | None
 ) -> None:
     settings = {"DB_POOL_SIZE": "1", "DB_POOL_TIMEOUT": "1", "DB_QUERY_TIMEOUT": "60"}
-    with ready_server(app_url(database, pooler), jwks, **settings) as server:
+    with ready_server(app_url(fresh_database, pooler), jwks, **settings) as server:
         user = f"user-{uuid.uuid4().hex[:10]}"
         headers = bearer(mint_token(server.settings, user))
         url = f"{server.url}/api/{user}/tasks"
         async with httpx.AsyncClient(timeout=120.0) as http:
-            async with TableLock(database):
+            async with TableLock(fresh_database):
                 first = asyncio.create_task(http.get(url, headers=headers))
-                await wait_for_waiters(database, 1)
+                await wait_for_waiters(fresh_database, 1)
                 second = await http.post(url, json={"title": "waits too long"}, headers=headers)
             first_response = await first
             after = await http.post(url, json={"title": "served"}, headers=headers)
@@ -142,7 +137,7 @@ async def test_request_waiting_longer_than_db_pool_timeout_answers_503_with_retr
         stderr = server.stderr
 
     assert second.status_code == 503, second.text
-    assert second.headers["content-type"] == "application/problem+json"
+    assert second.headers["content-type"] == PROBLEM
     assert second.headers["retry-after"] == "2"
     assert second.json()["code"] == "DATABASE_UNAVAILABLE"
     assert second.json()["detail"] == "The server's 1 database connection stayed busy for 1s; retry shortly"

@@ -28,9 +28,9 @@ from backend.diagnostics.database_check import check_database
 from backend.errors import DatabaseUnreachableError
 from backend.migrations import LATEST_VERSION, apply_migrations
 from backend.settings import Settings
-from tests.conftest import IN_CI, ROOT
 from tests.support import pgcluster
 from tests.support.pgcluster import PostgresCluster
+from tests.support.suite import ROOT, unavailable
 
 PASSWORD = "right-password"
 PLAIN_HBA = """\
@@ -47,10 +47,7 @@ hostssl all all 127.0.0.1/32 trust
 
 def _cluster(**options: object) -> PostgresCluster:
     if not pgcluster.available():
-        message = "initdb/pg_ctl not found"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("initdb/pg_ctl not found")
     cluster = PostgresCluster(**options)  # type: ignore[arg-type]
     cluster.start()
     return cluster
@@ -70,15 +67,6 @@ def tls() -> Iterator[PostgresCluster]:
     cluster = _cluster(hba=TLS_HBA, tls=True)
     yield cluster
     cluster.remove()
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A loopback port whose listener never accepts: the handshake completes, nobody answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(8)
-        yield int(sock.getsockname()[1])
 
 
 def closed_port() -> int:

@@ -21,10 +21,12 @@ from backend.dburl import parse_database_url
 from backend.diagnostics.database_check import check_database, check_tls
 from backend.diagnostics.results import Result, ok, warn
 from backend.settings import Settings
-from tests.conftest import IN_CI, SECRET
 from tests.support import pgcluster
+from tests.support.apps import server_env
 from tests.support.live import LiveServer, run_to_exit
 from tests.support.pgcluster import PostgresCluster
+from tests.support.suite import unavailable
+from tests.support.tokens import SECRET
 
 PASSWORD = "tls-pass-7Qx"
 SCRAM_OVER_TLS_ONLY = """\
@@ -47,9 +49,7 @@ WRONG_NAME_FIX = (
 
 def start_cluster(**options: Any) -> PostgresCluster:
     if not pgcluster.available():
-        if IN_CI:
-            pytest.fail("initdb/pg_ctl not found")
-        pytest.skip("initdb/pg_ctl not found")
+        unavailable("initdb/pg_ctl not found")
     cluster = PostgresCluster(**options)
     cluster.start()
     return cluster
@@ -247,14 +247,7 @@ async def test_verify_full_against_the_system_cas_is_verify_failed_naming_the_ca
 
 
 def test_startup_log_says_which_tls_verification_is_in_force(server: PostgresCluster, ca: Path) -> None:
-    settings = {
-        "APP_ENV": "development",
-        "DATABASE_URL": url(server, "sslmode=require&channel_binding=require"),
-        "BETTER_AUTH_SECRET": SECRET,
-        "DB_CONNECT_RETRY_SECONDS": "0",
-        "LOG_LEVEL": "info",
-        "SSL_CERT_FILE": str(ca),
-    }
+    settings = {**server_env(url(server, "sslmode=require&channel_binding=require")), "SSL_CERT_FILE": str(ca)}
     with LiveServer(**settings) as live:
         live.start()
         live.wait_ready(timeout=30)  # generous: the machine may be busy

@@ -15,9 +15,10 @@ import pytest
 from backend.app import create_app
 from backend.endpoints.dev import CONTENT_SECURITY_POLICY, STATIC
 from backend.settings import Settings
-from tests.conftest import ready_server
+from tests.support.apps import ready_server
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer
+from tests.support.protocol import PROBLEM
 
 pytestmark = pytest.mark.live
 
@@ -94,7 +95,7 @@ async def test_production_answers_the_page_paths_like_any_unknown_path(settings:
             response = await client.get(path, follow_redirects=False)
 
             assert response.status_code == 404
-            assert response.headers["content-type"] == "application/problem+json"
+            assert response.headers["content-type"] == PROBLEM
             assert "content-security-policy" not in response.headers
             assert response.json() == {**unknown.json(), "detail": f"No route matches {path!r}; see /openapi.json"}
     assert unknown.json()["code"] == "NOT_FOUND"

@@ -6,7 +6,7 @@ import re
 
 from backend.errors import _HTTP_CODES
 from backend.settings import SETTING_NAMES
-from tests.conftest import ROOT
+from tests.support.suite import ROOT
 
 _CODE_PATTERNS = (
     re.compile(r'\bcode(?::\s*\w+(?:\[\w+\])?)?\s*=\s*"([A-Z][A-Z0-9_]+)"'),

@@ -32,9 +32,10 @@ from backend.diagnostics.results import Result, exit_status, render_json, render
 from backend.diagnostics.settings_check import check_settings
 from backend.migrations import LATEST_VERSION
 from backend.settings import SETTING_NAMES, Secret, Settings, build_settings
-from tests.conftest import ROOT, SECRET, TEST_POOLER
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import free_port, hold_port, stop_process
+from tests.support.suite import ROOT, TEST_POOLER
+from tests.support.tokens import SECRET
 
 Finding = tuple[str, str, str]
 

@@ -18,7 +18,8 @@ import pytest
 from backend.diagnostics.killing import KillRefusedError, processes_to_end
 from backend.diagnostics.ports import PortArgumentError, PortHolder, ipv6_available, parse_port
 from tests.support.live import free_port
-from tests.support.toolbelt import ROOT, Listener, inv, inv_command, inv_env, no_env_file
+from tests.support.suite import ROOT
+from tests.support.toolbelt import Listener, inv, inv_command, inv_env, no_env_file
 
 needs_ipv6 = pytest.mark.skipif(not ipv6_available(), reason="IPv6 is not available on this machine")
 needs_root = pytest.mark.skipif(

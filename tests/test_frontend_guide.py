@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.suite import ROOT
 
 GUIDE = ROOT / "docs" / "frontend.md"
 APP = ROOT / "examples" / "nextjs"

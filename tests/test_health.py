@@ -17,7 +17,8 @@ from backend.app import create_app
 from backend.dburl import parse_database_url
 from backend.migrations import LATEST_VERSION
 from backend.settings import Settings
-from tests.conftest import TEST_DB, wait_ready
+from tests.support.apps import wait_ready
+from tests.support.suite import TEST_DB
 
 KIND = "PostgreSQL" if TEST_DB == "postgresql" else "SQLite"
 

@@ -12,7 +12,6 @@ the answer (RFC 9112 section 6.3).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import h2.config
 import h2.connection
@@ -25,20 +24,23 @@ import psutil
 import pytest
 
 from backend import http1
-from tests.conftest import AUTH_URL, Tokens, ready_server
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer
-from tests.test_limits import PATIENCE, connect, read_response, read_until_closed, request_head, status_of
+from tests.support.protocol import (
+    PATIENCE,
+    bearer,
+    connect,
+    read_response,
+    read_until_closed,
+    request_head,
+    status_of,
+    then_health,
+)
+from tests.support.tokens import AUTH_URL, Tokens
 
 pytestmark = pytest.mark.live
 
 GET_HEALTH = [(":method", "GET"), (":path", "/health"), (":scheme", "http"), (":authority", "test")]
-
-
-@pytest.fixture(scope="module")
-def live(database_url: str, jwks: JWKSServer) -> Iterator[LiveServer]:
-    with ready_server(database_url, jwks) as server:
-        yield server
 
 
 class H2Client:
@@ -223,7 +225,7 @@ def h2c_upgrade_head(path: str, headers: dict[str, str] | None = None) -> bytes:
 
 
 def test_upgrade_to_h2c_is_ignored_and_answered_in_http_1_1(live: LiveServer, tokens: Tokens) -> None:
-    auth = {"Authorization": f"Bearer {tokens.signed('alice')}"}
+    auth = bearer(tokens.signed("alice"))
     with connect(live) as sock:
         sock.sendall(h2c_upgrade_head("/health"))
         health = read_response(sock)
@@ -284,7 +286,7 @@ def test_request_with_content_length_and_transfer_encoding_gets_its_connection_c
         "POST",
         "/api/alice/tasks",
         {
-            "Authorization": f"Bearer {tokens.signed('alice')}",
+            **bearer(tokens.signed("alice")),
             "Content-Type": "application/json",
             "Content-Length": "4",
             "Transfer-Encoding": "chunked",
@@ -308,16 +310,12 @@ def test_request_with_transfer_encoding_alone_keeps_its_connection(live: LiveSer
         "POST",
         "/api/alice/tasks",
         {
-            "Authorization": f"Bearer {tokens.signed('alice')}",
+            **bearer(tokens.signed("alice")),
             "Content-Type": "application/json",
             "Transfer-Encoding": "chunked",
         },
     )
-    with connect(live) as sock:
-        sock.sendall(head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
-        created = read_response(sock)
-        sock.sendall(request_head("GET", "/health", {}))
-        health = read_response(sock)
+    created, health = then_health(live, head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
 
     assert status_of(created) == 201, created[:300]
     assert b"connection: close" not in created.lower()

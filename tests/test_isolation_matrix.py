@@ -23,7 +23,7 @@ from backend.app import create_app
 from backend.routing import ApiRoute, Operation
 from backend.schemas import CompletionSet, TaskCreate, TaskUpdate
 from backend.settings import Settings
-from tests.conftest import Tokens
+from tests.support.tokens import Tokens
 
 OWNER = "alice"
 # Another user, and look-alikes: case, a trailing space, LIKE wildcards, a Cyrillic a (U+0430).

@@ -22,16 +22,16 @@ from starlette.applications import Starlette
 from backend.jwks import COLD_REFETCH_INTERVAL
 from backend.keyset import MAX_JWKS_BYTES
 from backend.settings import Settings
-from tests.conftest import Tokens, ready_server
+from tests.support.apps import ready_server, running_client
 from tests.support.jwks_server import JWKSServer, generate_key, sign
 from tests.support.tokens import (
+    Tokens,
     assert_provider_unavailable,
     assert_unauthorized,
     b64url,
     hmac_token,
     me,
     provider_key,
-    running_client,
     use_key_cache,
 )
 

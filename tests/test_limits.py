@@ -25,9 +25,19 @@ from backend.payloads import MAX_BODY_BYTES
 from backend.schemas import QUERY_MAX
 from backend.server import hypercorn_config
 from backend.settings import Settings
-from tests.conftest import Tokens, ready_server
-from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer
+from tests.support.protocol import (
+    PATIENCE,
+    PROBLEM,
+    bearer,
+    connect,
+    read_response,
+    read_until_closed,
+    request_head,
+    status_of,
+    then_health,
+)
+from tests.support.tokens import Tokens
 
 pytestmark = pytest.mark.live
 
@@ -35,14 +45,6 @@ _CONFIG = hypercorn_config(Settings(), [])
 KEEP_ALIVE_TIMEOUT = float(_CONFIG.keep_alive_timeout)
 READ_TIMEOUT = float(_CONFIG.read_timeout or 0)
 HEADER_LIMIT = int(_CONFIG.h11_max_incomplete_size)
-# How long a test waits for the server to hang up before calling it a hang.
-PATIENCE = 10.0
-
-
-@pytest.fixture(scope="module")
-def live(database_url: str, jwks: JWKSServer) -> Iterator[LiveServer]:
-    with ready_server(database_url, jwks) as server:
-        yield server
 
 
 @pytest.fixture
@@ -51,52 +53,9 @@ def http(live: LiveServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def connect(server: LiveServer, timeout: float = PATIENCE) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
-    sock.settimeout(timeout)
-    return sock
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes; a socket timeout here means it hung."""
-    chunks = []
-    try:
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    except ConnectionResetError:
-        pass
-    return b"".join(chunks)
-
-
-def read_response(sock: socket.socket) -> bytes:
-    """One whole response (head and Content-Length body), without waiting for the connection to close."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
-    while length and len(body) < int(length.group(1)) and (chunk := sock.recv(65536)):
-        body += chunk
-    return head + b"\r\n\r\n" + body
-
-
-def request_head(method: str, path: str, headers: dict[str, str]) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: test", *(f"{name}: {value}" for name, value in headers.items())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def status_of(answer: bytes) -> int:
-    match = re.match(rb"HTTP/1\.1 (\d{3})", answer)
-    assert match, answer[:200]
-    return int(match.group(1))
-
-
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-type"] == PROBLEM
     problem: dict[str, Any] = response.json()
     assert problem["code"] == code
     return problem
@@ -110,7 +69,7 @@ def test_declared_body_over_the_limit_is_413_before_it_is_sent(live: LiveServer,
         "POST",
         "/api/alice/tasks",
         {
-            "Authorization": f"Bearer {tokens.signed('alice')}",
+            **bearer(tokens.signed("alice")),
             "Content-Type": "application/json",
             "Content-Length": str(100 * 1024 * 1024),
         },
@@ -133,7 +92,7 @@ def test_chunked_body_over_the_limit_is_413_without_content_length(http: httpx.C
     response = http.post(
         "/api/alice/tasks",
         content=chunks(),
-        headers={"Authorization": f"Bearer {tokens.signed('alice')}", "Content-Type": "application/json"},
+        headers={**bearer(tokens.signed("alice")), "Content-Type": "application/json"},
     )
 
     assert "content-length" not in response.request.headers
@@ -147,7 +106,7 @@ def test_body_just_under_the_limit_is_read_and_validated(http: httpx.Client, tok
     response = http.post(
         "/api/alice/tasks",
         content=body,
-        headers={"Authorization": f"Bearer {tokens.signed('alice')}", "Content-Type": "application/json"},
+        headers={**bearer(tokens.signed("alice")), "Content-Type": "application/json"},
     )
 
     problem = assert_problem(response, 422, "VALIDATION_FAILED")
@@ -222,15 +181,15 @@ def test_deeply_nested_json_is_a_4xx_problem(http: httpx.Client, tokens: Tokens,
     response = http.post(
         "/api/alice/tasks",
         content=body,
-        headers={"Authorization": f"Bearer {tokens.signed('alice')}", "Content-Type": "application/json"},
+        headers={**bearer(tokens.signed("alice")), "Content-Type": "application/json"},
     )
 
     assert response.status_code in (400, 422), response.text
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-type"] == PROBLEM
 
 
 def test_q_at_the_limit_is_served_and_one_over_is_422(http: httpx.Client, tokens: Tokens) -> None:
-    headers = {"Authorization": f"Bearer {tokens.signed('alice')}"}
+    headers = bearer(tokens.signed("alice"))
 
     served = http.get("/api/alice/tasks", params={"q": "q" * QUERY_MAX}, headers=headers)
     refused = http.get("/api/alice/tasks", params={"q": "q" * (QUERY_MAX + 1)}, headers=headers)
@@ -241,9 +200,7 @@ def test_q_at_the_limit_is_served_and_one_over_is_422(http: httpx.Client, tokens
 
 
 def test_q_of_50_kb_in_the_url_is_a_4xx(live: LiveServer, tokens: Tokens) -> None:
-    head = request_head(
-        "GET", "/api/alice/tasks?q=" + "%25" * 50_000, {"Authorization": f"Bearer {tokens.signed('alice')}"}
-    )
+    head = request_head("GET", "/api/alice/tasks?q=" + "%25" * 50_000, bearer(tokens.signed("alice")))
     with connect(live) as sock:
         sock.sendall(head)
         answer = read_response(sock)
@@ -269,7 +226,7 @@ def test_client_that_stalls_in_the_body_is_cut_off(live: LiveServer, tokens: Tok
         "POST",
         "/api/alice/tasks",
         {
-            "Authorization": f"Bearer {tokens.signed('alice')}",
+            **bearer(tokens.signed("alice")),
             "Content-Type": "application/json",
             "Content-Length": "100",
         },
@@ -302,7 +259,7 @@ def test_body_dripped_with_a_valid_token_is_cut_at_the_body_deadline(live: LiveS
         "POST",
         "/api/alice/tasks",
         {
-            "Authorization": f"Bearer {tokens.signed('alice')}",
+            **bearer(tokens.signed("alice")),
             "Content-Type": "application/json",
             "Content-Length": "1000",
             "X-Request-ID": "dripped-body",
@@ -330,7 +287,7 @@ def test_client_that_hangs_up_mid_body_is_logged_as_a_4xx_not_a_crash(live: Live
         "POST",
         "/api/alice/tasks",
         {
-            "Authorization": f"Bearer {tokens.signed('alice')}",
+            **bearer(tokens.signed("alice")),
             "Content-Type": "application/json",
             "Content-Length": "100",
             "X-Request-ID": "hang-up-mid-body",
@@ -365,13 +322,9 @@ def test_answer_before_the_body_is_read_says_connection_close(live: LiveServer, 
 
 def test_connection_is_kept_for_the_next_request_when_the_body_was_read(live: LiveServer, tokens: Tokens) -> None:
     body = b'{"title": "kept alive"}'
-    auth = {"Authorization": f"Bearer {tokens.signed('alice')}", "Content-Type": "application/json"}
+    auth = {**bearer(tokens.signed("alice")), "Content-Type": "application/json"}
     first = request_head("POST", "/api/alice/tasks", {**auth, "Content-Length": str(len(body))}) + body
-    with connect(live) as sock:
-        sock.sendall(first)
-        created = read_response(sock)
-        sock.sendall(request_head("GET", "/health", {}))
-        health = read_response(sock)
+    created, health = then_health(live, first)
 
     assert status_of(created) == 201, created[:300]
     assert b"connection: close" not in created.lower()
@@ -382,7 +335,7 @@ def test_connection_is_kept_for_the_next_request_when_the_body_was_read(live: Li
 
 
 def test_every_kind_of_answer_has_nosniff_no_store_and_no_banner(http: httpx.Client, tokens: Tokens) -> None:
-    auth = {"Authorization": f"Bearer {tokens.signed('alice')}"}
+    auth = bearer(tokens.signed("alice"))
     created = http.post("/api/alice/tasks", json={"title": "headers"}, headers=auth)
     answers = [
         created,

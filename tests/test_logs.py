@@ -12,15 +12,13 @@ import logging
 import re
 import socket
 import sys
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from backend.logs import FORMAT, SafeFormatter, printable
-from tests.conftest import Tokens, ready_server
-from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer
+from tests.support.tokens import Tokens
 
 FORGED = "2099-01-01 00:00:00,000 ERROR   backend.auth [forged] admin token accepted for mallory"
 # A record starts at column 0 with its timestamp; every other physical line is indented.
@@ -91,12 +89,6 @@ def test_traceback_lines_are_indented_and_escaped() -> None:
 
 
 # A real server's log
-
-
-@pytest.fixture(scope="module")
-def live(database_url: str, jwks: JWKSServer) -> Iterator[LiveServer]:
-    with ready_server(database_url, jwks) as server:
-        yield server
 
 
 def raw_request(server: LiveServer, head: bytes, body: bytes = b"") -> bytes:

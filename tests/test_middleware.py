@@ -21,7 +21,9 @@ from backend.cors import CorsPolicy
 from backend.logs import configure_logging
 from backend.middleware import RequestIds, RequestMiddleware
 from backend.settings import Settings
-from tests.conftest import ROOT, wait_ready
+from tests.support.apps import running_client
+from tests.support.protocol import PROBLEM
+from tests.support.suite import ROOT
 
 PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
 
@@ -98,12 +100,8 @@ async def test_never_wildcard_origin_with_credentials(client: httpx.AsyncClient,
 @pytest.fixture
 async def production_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     production = dataclasses.replace(settings, app_env="production", cors_origins=("https://app.example.com",))
-    app = create_app(production)
-    async with app.router.lifespan_context(app):
-        await wait_ready(app)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client
+    async with running_client(production) as client:
+        yield client
 
 
 async def test_production_allows_only_configured_origins(production_client: httpx.AsyncClient) -> None:
@@ -163,7 +161,7 @@ async def test_unexpected_error_is_500_problem_with_request_id_and_no_internals(
         response = await client.get("/broken", headers={"X-Request-ID": "req-500"})
 
     assert response.status_code == 500
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-type"] == PROBLEM
     assert response.headers["x-request-id"] == "req-500"
     problem = response.json()
     assert problem["code"] == "INTERNAL_ERROR"

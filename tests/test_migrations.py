@@ -17,7 +17,9 @@ from backend.migrations import LATEST_VERSION, apply_migrations, current_version
 from backend.migrations.versions import MIGRATIONS
 from backend.settings import Settings
 from backend.tables import tasks
-from tests.conftest import TEST_DB, fresh_postgres_database, wait_ready
+from tests.support.apps import wait_ready
+from tests.support.databases import fresh_postgres_database
+from tests.support.suite import TEST_DB
 
 
 @pytest.fixture

@@ -36,11 +36,13 @@ from backend.errors import ServiceUnavailableError
 from backend.migrations import LATEST_VERSION, apply_migrations, current_version, migrate
 from backend.migrations.versions import MIGRATIONS
 from backend.settings import Settings
-from tests.conftest import IN_CI, SECRET, TEST_DB, fresh_postgres_database
 from tests.support import pgbouncer
+from tests.support.apps import server_env
+from tests.support.databases import fresh_postgres_database
 from tests.support.live import LiveServer
+from tests.support.protocol import bearer
+from tests.support.suite import TEST_DB, unavailable
 from tests.support.tcpproxy import TCPProxy
-from tests.support.tokens import bearer
 from tests.support.toolbelt import inv, inv_env, no_env_file
 
 pytestmark = [
@@ -56,10 +58,7 @@ REFUSED_RETRY = "A transaction pooler refused a prepared statement, so it never 
 @pytest.fixture(scope="module")
 def bouncer_binary() -> None:
     if not pgbouncer.available():
-        message = "pgbouncer is not installed: `sudo apt-get install pgbouncer` (Debian/Ubuntu)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("pgbouncer is not installed: `sudo apt-get install pgbouncer` (Debian/Ubuntu)")
 
 
 @dataclasses.dataclass
@@ -81,16 +80,6 @@ async def pooled(bouncer_binary: None, postgres_admin_url: str, settings: Settin
         port = urlsplit(postgres_admin_url).port or 5432
         with pgbouncer.PgBouncer(port, pool_size=1) as bouncer:
             yield Pooled(direct, bouncer, urlsplit(direct).path.lstrip("/"))
-
-
-def server_env(database_url: str) -> dict[str, str]:
-    return {
-        "APP_ENV": "development",
-        "DATABASE_URL": database_url,
-        "BETTER_AUTH_SECRET": SECRET,
-        "LOG_LEVEL": "info",
-        "DB_CONNECT_RETRY_SECONDS": "0",
-    }
 
 
 @pytest.fixture

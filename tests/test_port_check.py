@@ -23,7 +23,7 @@ from backend.diagnostics.ports import PortReservedError, checked_hosts, is_free
 from backend.errors import PortInUseError
 from backend.server import bind_free_port, bind_sockets
 from backend.settings import Settings
-from tests.conftest import ready_server
+from tests.support.apps import ready_server
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer, free_port, hold_port, stop_process
 from tests.support.toolbelt import inv, inv_env, no_env_file

@@ -27,7 +27,7 @@ from invoke.collection import Collection
 from invoke.parser import ParseError, Parser, ParserContext
 from invoke.program import Program
 
-from tests.conftest import ROOT
+from tests.support.suite import ROOT
 
 _FENCE = re.compile(r"^```(sh|console)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 _OPERATORS = frozenset({"&&", "||", ";", ";;", "|", "|&", "&", "(", ")", "<", ">", ">>", "<<", "2>", "&>"})

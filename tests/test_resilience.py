@@ -25,11 +25,14 @@ import pytest
 from backend.devtokens import mint_token
 from backend.migrations.versions import MIGRATIONS
 from backend.settings import Settings
-from tests.conftest import SECRET, TEST_DB, fresh_postgres_database
 from tests.support import pgcluster
+from tests.support.databases import fresh_postgres_database
 from tests.support.live import LiveServer
 from tests.support.pgfaults import TableLock, lock_waiters, stored_rows, terminate_backends, wait_for_waiters
+from tests.support.protocol import PROBLEM, bearer
+from tests.support.suite import TEST_DB
 from tests.support.tcpproxy import TCPProxy
+from tests.support.tokens import SECRET
 
 pytestmark = [
     pytest.mark.live,
@@ -114,7 +117,7 @@ class User:
     def __init__(self, settings: Settings) -> None:
         self.id = f"user-{uuid.uuid4().hex[:10]}"
         token = mint_token(settings, self.id, email=f"{self.id}@example.com", name="Resilient")
-        self.headers = {"Authorization": f"Bearer {token}"}
+        self.headers = bearer(token)
 
 
 def assert_no_traceback(stderr: str) -> None:
@@ -125,7 +128,7 @@ def assert_no_traceback(stderr: str) -> None:
 def assert_unavailable(response: httpx.Response) -> None:
     """A 503 as the contract has it: problem+json, DATABASE_UNAVAILABLE, Retry-After."""
     assert response.status_code == 503, response.text
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-type"] == PROBLEM
     assert response.json()["code"] == "DATABASE_UNAVAILABLE"
     assert response.headers["retry-after"] == "2"
 

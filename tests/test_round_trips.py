@@ -22,8 +22,10 @@ import pytest
 from backend.app import create_app
 from backend.migrations import migrate
 from backend.settings import Settings
-from tests.conftest import IN_CI, TEST_DB, fresh_postgres_database, wait_ready
 from tests.support import pgbouncer
+from tests.support.apps import wait_ready
+from tests.support.databases import fresh_postgres_database
+from tests.support.suite import TEST_DB, unavailable
 from tests.support.tcpproxy import TCPProxy
 
 pytestmark = pytest.mark.skipif(TEST_DB != "postgresql", reason="round trips to a PostgreSQL server")
@@ -103,7 +105,7 @@ async def counted(
                 yield counted
             return
         if not pgbouncer.available():
-            (pytest.fail if IN_CI else pytest.skip)("pgbouncer is not installed: `sudo apt-get install pgbouncer`")
+            unavailable("pgbouncer is not installed: `sudo apt-get install pgbouncer`")
         with pgbouncer.PgBouncer(port) as bouncer:
             name = urlsplit(direct).path.lstrip("/")
             hint = {"pgbouncer": "true"} if request.param == "pgbouncer=true" else {}

@@ -18,8 +18,8 @@ import pytest
 
 from backend.diagnostics.ports import ipv6_available
 from backend.settings import SETTING_NAMES
-from tests.conftest import SECRET
 from tests.support.live import free_port
+from tests.support.tokens import SECRET
 from tests.support.toolbelt import InvRun, Listener, copy_project, inv, inv_env, no_env_file
 
 pytestmark = pytest.mark.live

@@ -22,10 +22,13 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.conftest import AUTH_URL, Tokens, fresh_postgres_database, ready_server
+from tests.support.apps import ready_server
+from tests.support.databases import fresh_postgres_database
 from tests.support.jwks_server import JWKSServer
-from tests.support.live import ROOT, LiveServer, free_port, run_to_exit
-from tests.support.tokens import forge
+from tests.support.live import LiveServer, free_port, run_to_exit
+from tests.support.protocol import bearer
+from tests.support.suite import ROOT
+from tests.support.tokens import AUTH_URL, Tokens, forge
 from tests.support.toolbelt import InvRun, inv, inv_env
 
 pytestmark = pytest.mark.live
@@ -74,7 +77,7 @@ def test_server_log_bodies_and_headers_hold_no_secret_or_token(live: LiveServer,
     captured: list[str] = []
     with httpx.Client(base_url=live.url, timeout=10) as http:
         for token in sent:
-            auth = {"Authorization": f"Bearer {token}"}
+            auth = bearer(token)
             responses = [
                 http.get("/api/me", headers=auth),
                 http.post("/api/alice/tasks", json={"title": "t"}, headers=auth),
@@ -261,7 +264,7 @@ def test_production_refuses_to_start_with_a_weak_secret_so_forged_tokens_meet_no
         stderr = server.stderr
         forged = tokens.hs256("alice", secret=weak, iss="https://auth.example.com", aud="https://auth.example.com")
         with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{server.url}/api/me", headers={"Authorization": f"Bearer {forged}"}, timeout=5)
+            httpx.get(f"{server.url}/api/me", headers=bearer(forged), timeout=5)
 
     assert status == 1
     assert stderr == (

@@ -26,10 +26,11 @@ from backend.devtokens import mint_token
 from backend.diagnostics.ports import ipv6_available
 from backend.migrations import LATEST_VERSION
 from backend.settings import Settings
-from tests.conftest import IN_CI, SECRET
 from tests.support import pgcluster
 from tests.support.live import LiveServer, free_port, hold_port, run_to_exit, stop_process
 from tests.support.pgcluster import PostgresCluster
+from tests.support.suite import IN_CI
+from tests.support.tokens import SECRET
 
 pytestmark = pytest.mark.live
 

@@ -22,7 +22,8 @@ from backend.app import create_app
 from backend.database import Database
 from backend.pgstatements import NAMED, UNNAMED, Statements
 from backend.settings import Settings
-from tests.conftest import TEST_DB, fresh_postgres_database, wait_ready
+from tests.support.apps import wait_ready
+from tests.support.suite import TEST_DB
 
 pytestmark = pytest.mark.skipif(TEST_DB != "postgresql", reason="prepared statements of PostgreSQL")
 
@@ -30,14 +31,8 @@ OURS = re.compile(r"__todo_[0-9a-f]{32}_[0-9a-f]+")
 
 
 @pytest.fixture
-async def direct(postgres_admin_url: str) -> AsyncIterator[str]:
-    async with fresh_postgres_database(postgres_admin_url) as url:
-        yield url
-
-
-@pytest.fixture
-async def one_connection_app(settings: Settings, direct: str) -> AsyncIterator[Starlette]:
-    app = create_app(dataclasses.replace(settings, database_url=direct, db_pool_size=1))
+async def one_connection_app(settings: Settings, fresh_database: str) -> AsyncIterator[Starlette]:
+    app = create_app(dataclasses.replace(settings, database_url=fresh_database, db_pool_size=1))
     async with app.router.lifespan_context(app):
         await wait_ready(app)
         yield app
@@ -66,9 +61,9 @@ async def test_every_statement_the_api_prepares_carries_a_name_of_our_own(
     assert len({name.rsplit("_", 1)[0] for name in names}) == 1
 
 
-async def test_two_connections_never_choose_the_same_name(direct: str) -> None:
+async def test_two_connections_never_choose_the_same_name(fresh_database: str) -> None:
     first, second = Statements(10), Statements(10)
-    connections = [await asyncpg.connect(direct, statement_cache_size=0) for _ in range(2)]
+    connections = [await asyncpg.connect(fresh_database, statement_cache_size=0) for _ in range(2)]
     try:
         a = (await first.get(connections[0], "SELECT 1", NAMED)).get_name()
         b = (await second.get(connections[1], "SELECT 1", NAMED)).get_name()
@@ -82,9 +77,9 @@ async def test_two_connections_never_choose_the_same_name(direct: str) -> None:
 
 
 async def test_statement_whose_table_changed_under_it_is_prepared_again_and_answers(
-    settings: Settings, direct: str, caplog: pytest.LogCaptureFixture
+    settings: Settings, fresh_database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    db = Database(dataclasses.replace(settings, database_url=direct, db_pool_size=1))
+    db = Database(dataclasses.replace(settings, database_url=fresh_database, db_pool_size=1))
     await db.connect()
     await db.execute("CREATE TABLE notes (id int)")
     await db.execute("INSERT INTO notes VALUES (1)")
@@ -104,8 +99,8 @@ async def test_statement_whose_table_changed_under_it_is_prepared_again_and_answ
 # What the unnamed way relies on asyncpg for
 
 
-async def test_kept_unnamed_statement_sends_its_own_text_every_time(direct: str) -> None:
-    connection = await asyncpg.connect(direct, statement_cache_size=0)
+async def test_kept_unnamed_statement_sends_its_own_text_every_time(fresh_database: str) -> None:
+    connection = await asyncpg.connect(fresh_database, statement_cache_size=0)
     statements = Statements(10)
     try:
         ours = await statements.get(connection, "SELECT 'ours'::text", UNNAMED)
@@ -124,8 +119,8 @@ async def test_kept_unnamed_statement_sends_its_own_text_every_time(direct: str)
     assert held == []  # nothing left on the server to collide with
 
 
-async def test_asyncpg_names_nothing_itself_with_its_cache_off(direct: str) -> None:
-    connection = await asyncpg.connect(direct, statement_cache_size=0)
+async def test_asyncpg_names_nothing_itself_with_its_cache_off(fresh_database: str) -> None:
+    connection = await asyncpg.connect(fresh_database, statement_cache_size=0)
     try:
         await connection.fetch("SELECT $1::int", 1)
         await connection.prepare("SELECT 2")

@@ -10,6 +10,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from tests.support.protocol import PROBLEM
+
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
 
@@ -77,7 +79,7 @@ async def test_get_missing_task_returns_404_problem(client: httpx.AsyncClient, a
     response = await client.get("/api/alice/tasks/999999", headers=alice)
 
     assert response.status_code == 404
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-type"] == PROBLEM
     problem = response.json()
     assert problem["code"] == "TASK_NOT_FOUND"
     assert problem["status"] == 404
@@ -212,7 +214,7 @@ async def test_unknown_path_is_404_problem(client: httpx.AsyncClient) -> None:
     response = await client.get("/nope")
 
     assert response.status_code == 404
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-type"] == PROBLEM
 
 
 class TestList:

@@ -17,7 +17,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -25,15 +25,15 @@ from starlette.applications import Starlette
 
 from backend.auth import MAX_TOKEN_LENGTH
 from backend.settings import Settings
-from tests.conftest import AUTH_URL, Tokens, ready_server
 from tests.support.jwks_server import JWKSServer, generate_key, sign
 from tests.support.live import LiveServer
+from tests.support.protocol import CHALLENGE, bearer
 from tests.support.tokens import (
-    CHALLENGE,
+    AUTH_URL,
+    Tokens,
     assert_unauthorized,
     b64json,
     b64url,
-    bearer,
     forge,
     hmac_token,
     me,
@@ -400,12 +400,6 @@ async def test_token_older_than_the_key_set_with_an_unknown_kid_is_refused_witho
 
 
 # -- over the wire: a real Hypercorn in front of the same checks --------------------------------
-
-
-@pytest.fixture(scope="module")
-def live(database_url: str, jwks: JWKSServer) -> Iterator[LiveServer]:
-    with ready_server(database_url, jwks) as server:
-        yield server
 
 
 def raw_request(server: LiveServer, head: bytes) -> bytes:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -24,10 +23,10 @@ from backend.auth import LEEWAY_SECONDS, Principal, TokenVerifier
 from backend.errors import ApiError, SettingsError
 from backend.jwks import KeyCache
 from backend.settings import Settings, build_settings
-from tests.conftest import Tokens, ready_server
 from tests.support.jwks_server import JWKSServer, generate_key, sign
 from tests.support.live import LiveServer
-from tests.support.tokens import assert_unauthorized, b64json, bearer, me
+from tests.support.protocol import bearer
+from tests.support.tokens import Tokens, assert_unauthorized, b64json, me
 
 
 class Clock:
@@ -329,12 +328,6 @@ def test_token_cache_size_defaults_to_4096_and_0_turns_it_off() -> None:
 
 
 # -- over a real socket ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def live(database_url: str, jwks: JWKSServer) -> Iterator[LiveServer]:
-    with ready_server(database_url, jwks) as server:
-        yield server
 
 
 @pytest.mark.live

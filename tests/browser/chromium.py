@@ -18,10 +18,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.browser.devtools import DevTools
-from tests.conftest import IN_CI
+from tests.support.suite import unavailable
 
 CANDIDATES = ("chromium", "chromium-browser")
 # Every *.example.test name resolves to loopback inside Chromium only, so a page
@@ -44,9 +42,7 @@ def require_chromium() -> str:
     if executable is not None:
         return executable
     message = "chromium is not installed: `sudo apt-get install chromium` (Debian), or `nox -s browser` as root"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(message)
 
 
 @contextlib.contextmanager

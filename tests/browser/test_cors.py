@@ -18,8 +18,9 @@ import pytest
 
 from tests.browser.chromium import open_page
 from tests.browser.pages import PageServer
-from tests.conftest import SECRET, Tokens
 from tests.support.live import LiveServer
+from tests.support.protocol import bearer
+from tests.support.tokens import SECRET, Tokens
 
 pytestmark = pytest.mark.browser
 
@@ -66,7 +67,7 @@ def page_config(backend: LiveServer, tokens: Tokens, user: str) -> dict[str, Any
 
 
 def stored_titles(backend: LiveServer, tokens: Tokens, user: str) -> list[str]:
-    response = httpx.get(f"{backend.url}/api/{user}/tasks", headers={"Authorization": f"Bearer {tokens.hs256(user)}"})
+    response = httpx.get(f"{backend.url}/api/{user}/tasks", headers=bearer(tokens.hs256(user)))
     assert response.status_code == 200, response.text
     return [task["title"] for task in response.json()]
 

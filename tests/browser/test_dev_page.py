@@ -22,10 +22,11 @@ from backend.database import Database
 from backend.settings import Settings
 from tests.browser.chromium import open_driven
 from tests.browser.devtools import DevTools
-from tests.conftest import Tokens, ready_server
+from tests.support.apps import ready_server
 from tests.support.jwks_server import JWKSServer
 from tests.support.live import LiveServer
-from tests.support.tokens import bearer
+from tests.support.protocol import bearer
+from tests.support.tokens import Tokens
 
 pytestmark = pytest.mark.browser
 

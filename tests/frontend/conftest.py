@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from tests.browser.chromium import require_chromium
-from tests.conftest import IN_CI
 from tests.frontend.nextapp import (
     AUTH_TABLES,
     BUILD_TIMEOUT,
@@ -29,6 +28,7 @@ from tests.frontend.nextapp import (
     run,
 )
 from tests.support.live import LiveServer, free_port
+from tests.support.suite import unavailable
 
 TIMINGS = Timings()
 
@@ -41,11 +41,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _node_project() -> None:
     reason = missing_setup()
-    if reason is None:
-        return
-    if IN_CI:
-        pytest.fail(f"frontend: {reason}")
-    pytest.skip(f"frontend: {reason}")
+    if reason is not None:
+        unavailable(f"frontend: {reason}")
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from typing import IO
 import httpx
 
 from tests.browser.chromium import stop_group
-from tests.support.live import ROOT
+from tests.support.suite import ROOT
 
 APP = ROOT / "examples" / "nextjs"
 BUILD_TIMEOUT = 900.0

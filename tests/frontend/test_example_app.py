@@ -22,10 +22,10 @@ from backend.database import Database
 from backend.settings import Settings
 from tests.browser.chromium import open_driven
 from tests.browser.devtools import DevTools
-from tests.conftest import ROOT
 from tests.frontend import ui
 from tests.frontend.conftest import Stack
 from tests.frontend.nextapp import auth_user_id
+from tests.support.suite import ROOT
 
 pytestmark = pytest.mark.frontend
 

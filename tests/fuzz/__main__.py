@@ -34,8 +34,8 @@ from pathlib import Path
 
 from tests.support.jwks_server import JWKSServer, sign
 from tests.support.live import LiveServer
+from tests.support.tokens import AUTH_URL
 
-AUTH_URL = "http://localhost:3000"
 OWNER = "fuzz-owner"
 INTRUDER = "fuzz-intruder"
 CHECKS = ",".join(

@@ -23,7 +23,8 @@ from typing import IO, Any
 
 import httpx
 
-from tests.support.live import ROOT, free_port
+from tests.support.live import free_port
+from tests.support.suite import ROOT
 
 PROJECT = ROOT / "interop"
 SERVER = PROJECT / "server.mjs"

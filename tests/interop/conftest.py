@@ -12,19 +12,17 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI, SECRET
 from tests.interop.betterauth import BetterAuthServer, missing_setup
 from tests.support.live import LiveServer
+from tests.support.suite import unavailable
+from tests.support.tokens import SECRET
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _node_project() -> None:
     reason = missing_setup()
-    if reason is None:
-        return
-    if IN_CI:
-        pytest.fail(f"interop: {reason}")
-    pytest.skip(f"interop: {reason}")
+    if reason is not None:
+        unavailable(f"interop: {reason}")
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ import pytest
 from backend.jwks import KeyCache
 from tests.interop.betterauth import BetterAuthServer, User, jose_header
 from tests.support.live import LiveServer
-from tests.support.tokens import assert_provider_unavailable, assert_unauthorized, bearer
+from tests.support.protocol import bearer
+from tests.support.tokens import assert_provider_unavailable, assert_unauthorized
 
 pytestmark = pytest.mark.interop
 

@@ -17,7 +17,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import IO
 
@@ -25,8 +24,8 @@ import httpx
 
 from backend.diagnostics.ports import ipv6_available
 from backend.settings import SETTING_NAMES, Settings, build_settings
+from tests.support.suite import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 START_TIMEOUT = 10.0
 EXIT_TIMEOUT = 10.0
 

@@ -1,28 +1,66 @@
-"""Helpers for the token tests: hand-made tokens and the answers to expect."""
+"""Tokens for the tests: the suite's provider (its URL and shared secret),
+tokens shaped like Better Auth's, hand-made ones, and the answers to expect."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
+import time
 from typing import Any
 
 import httpx
-from joserfc.jwk import Key
+from joserfc import jwt
+from joserfc.jwk import Key, OctKey
 from starlette.applications import Starlette
 
-from backend.app import create_app
 from backend.auth import TokenVerifier
 from backend.jwks import KeyCache
 from backend.settings import Settings
-from tests.support.jwks_server import JWKSServer
+from tests.support.jwks_server import JWKSServer, sign
+from tests.support.protocol import CHALLENGE, PROBLEM, bearer
 
-PROBLEM = "application/problem+json"
-CHALLENGE = 'Bearer realm="api"'
+# Random-looking on purpose: production refuses a guessable secret (backend/secretstrength.py).
+SECRET = "test-shared-secret-Vb7Qm2xK9pLz4RwT8nHc3JdY6fGs1EaU0oIk5"
+AUTH_URL = "http://localhost:3000"
+
+
+@dataclasses.dataclass
+class Tokens:
+    """Tokens shaped like Better Auth's: sub, iss, aud, iat, exp (15 min), user fields."""
+
+    jwks: JWKSServer
+
+    def claims(self, sub: str, **overrides: Any) -> dict[str, Any]:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "sub": sub,
+            "iss": AUTH_URL,
+            "aud": AUTH_URL,
+            "iat": now,
+            "exp": now + 900,
+            "id": sub,
+            "email": f"{sub}@example.com",
+            "name": sub.title(),
+            "emailVerified": False,
+        }
+        claims.update(overrides)
+        return {key: value for key, value in claims.items() if value is not None}
+
+    def hs256(self, sub: str, secret: str = SECRET, **overrides: Any) -> str:
+        return jwt.encode(
+            {"alg": "HS256"}, self.claims(sub, **overrides), OctKey.import_key(secret), algorithms=["HS256"]
+        )
+
+    def signed(self, sub: str, kid: str = "ed-1", **overrides: Any) -> str:
+        key = provider_key(self.jwks, kid)
+        alg = {"OKP": "EdDSA", "EC": "ES256", "RSA": "RS256"}[key.key_type]
+        return sign(key, alg, self.claims(sub, **overrides))
+
+    def headers(self, sub: str) -> dict[str, str]:
+        return bearer(self.signed(sub))
 
 
 def b64url(data: bytes) -> str:
@@ -47,10 +85,6 @@ def hmac_token(header: dict[str, Any], claims: dict[str, Any], secret: bytes) ->
 
 def provider_key(jwks: JWKSServer, kid: str) -> Key:
     return next(key for key in jwks.keys if key.kid == kid)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def me(client: httpx.AsyncClient, token: str) -> httpx.Response:
@@ -92,17 +126,3 @@ async def use_key_cache(app: Starlette, settings: Settings, url: str = "", **opt
     keys = KeyCache(url or settings.jwks_url, **options)
     app.state.verifier = TokenVerifier(settings, keys=keys)
     return keys
-
-
-@contextlib.asynccontextmanager
-async def running_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of an app built from `settings`, its lifespan running and its database ready."""
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        async with asyncio.timeout(10):
-            while not application.state.ready:
-                assert application.state.fatal is None, application.state.fatal
-                await asyncio.sleep(0.01)
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http

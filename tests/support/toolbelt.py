@@ -25,8 +25,8 @@ import psutil
 
 from backend.settings import SETTING_NAMES
 from tests.support.live import LiveServer
+from tests.support.suite import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 INV_TIMEOUT = 60.0
 
 # A process that listens on argv[1]:argv[2] and never accepts; "ignore-term" makes it shrug off SIGTERM.
