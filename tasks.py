@@ -195,7 +195,8 @@ def _check_option(setting: str, value: str) -> None:
         build_settings({setting: value}.get)
     except SettingsError as error:
         problem = error.problems[0]
-        _usage("OPTION_INVALID", f"--{setting.lower()} (overrides {setting}) {problem.message}: {problem.fix}")
+        predicate = problem.message.removeprefix(f"{setting} ")
+        _usage("OPTION_INVALID", f"--{setting.lower()} (overrides {setting}) {predicate}: {problem.fix}")
 
 
 def _grace_option(value: str) -> float:

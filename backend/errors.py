@@ -1,6 +1,6 @@
 """The exception hierarchy, and its rendering as RFC 9457 problem+json.
 
-    AppError                      a failure a user can cause; has a stable `code`
+    AppError                      a failure a user can cause: raises a `Problem` (backend/problems.py)
     ├── SettingsError             CONFIG_INVALID: every bad setting at once
     ├── DatabaseURLError          DATABASE_URL_INVALID
     ├── PortInUseError            PORT_IN_USE, PORT_EXCLUDED (backend/diagnostics/port_check.py)
@@ -18,12 +18,11 @@
 
 Library code raises these; the entry points (the HTTP handlers here, the
 server's main, the invoke tasks) turn them into a response or a line and an
-exit status. Every code is explained in docs/troubleshooting.md.
+exit status (`report_line`). Every code is explained in docs/troubleshooting.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
@@ -36,6 +35,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from backend.logs import REQUEST_ID
+from backend.problems import Problem, error_line
 
 logger = logging.getLogger(__name__)
 
@@ -50,32 +50,36 @@ def quoted(value: str, limit: int = 40) -> str:
 
 
 class AppError(Exception):
-    """Base of every expected failure: a stable code, a message and a fix."""
+    """Base of every expected failure: its `problem` is the code, the message and the fix."""
 
-    code: ClassVar[str] = "INTERNAL_ERROR"
+    # The class's code; an instance may carry a narrower one (DB_*, TOKEN_*), given to `__init__`.
+    code: str = "INTERNAL_ERROR"
 
-    def __init__(self, message: str, fix: str = "") -> None:
-        self.message = message
-        self.fix = fix
-        super().__init__(f"{message}. {fix}" if fix else message)
+    def __init__(self, message: str, fix: str = "", *, code: str | None = None) -> None:
+        self.problem = Problem(code or self.code, message, fix)
+        self.code = self.problem.code
+        super().__init__(str(self.problem))
+
+    @property
+    def message(self) -> str:
+        return self.problem.message
+
+    @property
+    def fix(self) -> str:
+        return self.problem.fix
 
 
-@dataclasses.dataclass(frozen=True)
-class SettingProblem:
-    setting: str
-    message: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.setting} {self.message}: {self.fix}"
+def report_line(error: AppError) -> str:
+    """`error CODE: message. fix`: what the server and the toolbelt print before exiting."""
+    return error_line(error.code, str(error))
 
 
 class SettingsError(AppError):
     code = "CONFIG_INVALID"
 
-    def __init__(self, problems: Sequence[SettingProblem]) -> None:
+    def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = list(problems)
-        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        lines = "\n".join(f"  - {problem.message}: {problem.fix}" for problem in self.problems)
         count = len(self.problems)
         super().__init__(f"{count} setting{'s' if count > 1 else ''} invalid:\n{lines}")
 
@@ -93,12 +97,11 @@ class PortInUseError(AppError):
 
 
 class DatabaseUnreachableError(AppError):
-    """Connecting to the database failed; `code` names the class of failure."""
+    """Connecting to the database failed; `code` names the class of failure (backend/dberrors.py)."""
 
-    def __init__(self, code: str, message: str, fix: str, *, transient: bool) -> None:
-        self.code = code  # type: ignore[misc]  # per-instance: the classified cause
+    def __init__(self, code: str, message: str, fix: str, *, transient: bool = False) -> None:
         self.transient = transient
-        super().__init__(message, fix)
+        super().__init__(message, fix, code=code)
 
 
 class ApiError(AppError):
@@ -114,12 +117,13 @@ class ApiError(AppError):
         headers: Mapping[str, str] | None = None,
         errors: list[dict[str, str]] | None = None,
     ) -> None:
-        if code is not None:
-            self.code = code  # type: ignore[misc]
-        self.detail = detail
         self.headers = dict(headers or {})
         self.errors = errors
-        super().__init__(detail)
+        super().__init__(detail, code=code)
+
+    @property
+    def detail(self) -> str:
+        return self.message
 
 
 class MalformedJSONError(ApiError):
