@@ -46,7 +46,7 @@ from backend.app import create_app
 from backend.diagnostics.auth_check import log_auth_check
 from backend.diagnostics.port_check import listen_error
 from backend.diagnostics.ports import HIGHEST_PORT, NoFreePortError, open_listener, port_holders, usable_hosts
-from backend.errors import AppError, PortInUseError, SettingsError
+from backend.errors import AppError, PortInUseError, SettingsError, report_line
 from backend.http1 import serve_http1_only
 from backend.logs import configure_logging
 from backend.settings import Settings, is_loopback_host, load_settings
@@ -131,10 +131,6 @@ def _serve_sockets(settings: Settings, sockets: list[socket.socket], *, reload: 
 def report(error: AppError) -> None:
     """The one line (or block, for settings) a user sees for a failure."""
     print(report_line(error), file=sys.stderr)
-
-
-def report_line(error: AppError) -> str:
-    return f"error {error.code}: {error}"
 
 
 def bind_sockets(hosts: tuple[str, ...], port: int) -> list[socket.socket]:
