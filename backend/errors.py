@@ -35,7 +35,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from backend.logs import REQUEST_ID
-from backend.problems import Problem, error_line
+from backend.problems import Problem, ReadsProblem, error_line
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def quoted(value: str, limit: int = 40) -> str:
     return repr(value if len(value) <= limit else f"{value[:limit]}...")
 
 
-class AppError(Exception):
+class AppError(ReadsProblem, Exception):
     """Base of every expected failure: its `problem` is the code, the message and the fix."""
 
     # The class's code; an instance may carry a narrower one (DB_*, TOKEN_*), given to `__init__`.
@@ -59,14 +59,6 @@ class AppError(Exception):
         self.problem = Problem(code or self.code, message, fix)
         self.code = self.problem.code
         super().__init__(str(self.problem))
-
-    @property
-    def message(self) -> str:
-        return self.problem.message
-
-    @property
-    def fix(self) -> str:
-        return self.problem.fix
 
 
 def report_line(error: AppError) -> str:
@@ -109,6 +101,12 @@ class ApiError(AppError):
 
     status: ClassVar[int] = 500
 
+    def __init_subclass__(cls, *, status: int = 0, code: str = "", **kwargs: Any) -> None:
+        # `class NotFoundError(ApiError, status=404, code="NOT_FOUND")`: one line per kind of answer.
+        super().__init_subclass__(**kwargs)
+        cls.status = status or cls.status
+        cls.code = code or cls.code
+
     def __init__(
         self,
         detail: str,
@@ -126,15 +124,11 @@ class ApiError(AppError):
         return self.message
 
 
-class MalformedJSONError(ApiError):
-    status = 400
-    code = "INVALID_JSON"
+class MalformedJSONError(ApiError, status=400, code="INVALID_JSON"):
+    pass
 
 
-class UnauthorizedError(ApiError):
-    status = 401
-    code = "TOKEN_INVALID"
-
+class UnauthorizedError(ApiError, status=401, code="TOKEN_INVALID"):
     def __init__(self, detail: str, *, code: str = "TOKEN_INVALID", oauth_error: str | None = "invalid_token") -> None:
         # RFC 6750 section 3: no error code when the request had no credentials.
         challenge = 'Bearer realm="api"'
@@ -148,20 +142,15 @@ def _quotable(text: str) -> str:
     return "".join(c if " " <= c <= "~" and c not in '"\\' else "'" for c in text)
 
 
-class ForbiddenError(ApiError):
-    status = 403
-    code = "USER_MISMATCH"
+class ForbiddenError(ApiError, status=403, code="USER_MISMATCH"):
+    pass
 
 
-class NotFoundError(ApiError):
-    status = 404
-    code = "NOT_FOUND"
+class NotFoundError(ApiError, status=404, code="NOT_FOUND"):
+    pass
 
 
-class RequestTimeoutError(ApiError):
-    status = 408
-    code = "BODY_TIMEOUT"
-
+class RequestTimeoutError(ApiError, status=408, code="BODY_TIMEOUT"):
     def __init__(self, seconds: float) -> None:
         super().__init__(
             f"The request body did not arrive within {seconds:g} seconds;"
@@ -169,20 +158,15 @@ class RequestTimeoutError(ApiError):
         )
 
 
-class PayloadTooLargeError(ApiError):
-    status = 413
-    code = "BODY_TOO_LARGE"
+class PayloadTooLargeError(ApiError, status=413, code="BODY_TOO_LARGE"):
+    pass
 
 
-class UnsupportedMediaTypeError(ApiError):
-    status = 415
-    code = "UNSUPPORTED_MEDIA_TYPE"
+class UnsupportedMediaTypeError(ApiError, status=415, code="UNSUPPORTED_MEDIA_TYPE"):
+    pass
 
 
-class ValidationFailedError(ApiError):
-    status = 422
-    code = "VALIDATION_FAILED"
-
+class ValidationFailedError(ApiError, status=422, code="VALIDATION_FAILED"):
     def __init__(self, errors: list[dict[str, str]]) -> None:
         first = errors[0]
         detail = f"{first['field']}: {first['message']}"
@@ -191,10 +175,7 @@ class ValidationFailedError(ApiError):
         super().__init__(detail, errors=errors)
 
 
-class ServiceUnavailableError(ApiError):
-    status = 503
-    code = "DATABASE_UNAVAILABLE"
-
+class ServiceUnavailableError(ApiError, status=503, code="DATABASE_UNAVAILABLE"):
     def __init__(self, detail: str, *, code: str = "DATABASE_UNAVAILABLE", retry_after: int = 2) -> None:
         super().__init__(detail, code=code, headers={"Retry-After": str(retry_after)})
 

@@ -34,6 +34,20 @@ class Problem:
         return f"{self.message}. {self.fix}" if self.fix else self.message
 
 
+class ReadsProblem:
+    """`message` and `fix` read from `self.problem`: what an error or a report row shows of it."""
+
+    problem: Problem
+
+    @property
+    def message(self) -> str:
+        return self.problem.message
+
+    @property
+    def fix(self) -> str:
+        return self.problem.fix
+
+
 def setting_problem(setting: str, predicate: str, fix: str, *, code: str = CONFIG_INVALID) -> Problem:
     """A problem with one setting: `PORT` + `is 'abc', not a whole number`."""
     return Problem(code, f"{setting} {predicate}", fix, setting)

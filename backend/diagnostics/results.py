@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Final, Literal
 
-from backend.problems import Problem
+from backend.problems import Problem, ReadsProblem
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -31,7 +31,7 @@ _COLOURS: Final = {"ok": "32", "warn": "33", "fail": "31"}
 
 
 @dataclasses.dataclass(frozen=True)
-class Result:
+class Result(ReadsProblem):
     """One finding of one check (`check` names it: python, env_file, database, ...)."""
 
     check: str
@@ -41,14 +41,6 @@ class Result:
     @property
     def code(self) -> str:
         return self.problem.code
-
-    @property
-    def message(self) -> str:
-        return self.problem.message
-
-    @property
-    def fix(self) -> str:
-        return self.problem.fix
 
     def as_dict(self) -> dict[str, str]:
         return {"check": self.check, "status": self.status, "code": self.code, "message": self.message, "fix": self.fix}
