@@ -4,7 +4,8 @@
     ├── SettingsError             CONFIG_INVALID: every bad setting at once
     ├── DatabaseURLError          DATABASE_URL_INVALID
     ├── PortInUseError            PORT_IN_USE, PORT_EXCLUDED (backend/diagnostics/port_check.py)
-    ├── DatabaseUnreachableError  DB_*: connecting failed, classified
+    ├── DatabaseUnreachableError  DB_*: connecting failed, classified (backend/dberrors.py)
+    ├── ProviderUnavailableError  AUTH_JWKS_*: the key set could not be read (backend/keyset.py)
     └── ApiError                  answered to an HTTP client as problem+json
         ├── MalformedJSONError       400 INVALID_JSON
         ├── UnauthorizedError        401 TOKEN_MISSING / TOKEN_INVALID / TOKEN_EXPIRED
