@@ -1,7 +1,7 @@
 """Isolated, reproducible sessions; CI runs the default ones (`nox`).
 
-`nox` runs every default session: the suite on Python 3.11, 3.12 and 3.13,
-each against SQLite and a real PostgreSQL, the PostgreSQL suite through
+`nox` runs every default session: the suite on each Python pyproject.toml's
+classifiers name (3.11 to 3.13), each against SQLite and a real PostgreSQL, the PostgreSQL suite through
 Debian's PgBouncer in transaction mode (TLS, SCRAM; `pgbouncer`), then lint, typecheck, interop (a
 real Better Auth server), browser (headless Chromium), frontend (the guide's
 Next.js app, built and clicked through) and onboarding (the README's quick
@@ -9,8 +9,8 @@ start on a fresh clone). `nox -l` lists every
 session with its one-line description; `nox -s tests -- -k auth` passes the
 arguments after `--` to pytest.
 
-Interpreters: python3.11, python3.12 and python3.13 on PATH (README.md says
-how to get them). Locally a missing interpreter, Node, Chromium or PgBouncer
+Interpreters: python3.X for each of those on PATH (README.md says how to get
+them). Locally a missing interpreter, Node, Chromium or PgBouncer
 skips its session (as root, Chromium and PgBouncer are installed with
 apt-get); with CI=true each of them is a failure.
 """
@@ -31,16 +31,17 @@ nox.options.reuse_venv = "yes"
 nox.options.sessions = ["tests", "lint", "typecheck", "interop", "browser", "frontend", "onboarding"]
 
 # uv installs without compiling bytecode; where PYTHONDONTWRITEBYTECODE is set
-# (as on our CI machine) every server the tests start then re-reads sources:
-# `inv env-check` took 1.15 s instead of 0.5 s.
+# (as on our CI machine) every server and `inv` command the tests start would
+# then compile every module it imports, each time (docs/performance.md).
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 if IN_CI:
     nox.options.error_on_missing_interpreters = True
 
-PYTHONS = ["3.11", "3.12", "3.13"]
 ROOT = Path(__file__).resolve().parent
+# Oldest first, from pyproject.toml's classifiers (where `inv env-check` reads them too).
+PYTHONS = nox.project.python_versions(nox.project.load_toml(ROOT / "pyproject.toml"))
 INTEROP = ROOT / "interop"
 EXAMPLE = ROOT / "examples" / "nextjs"
 # Installed node_modules kept across clones (see `_npm_ci`).
@@ -86,13 +87,17 @@ def _suite(session: nox.Session, env: dict[str, str]) -> None:
 
 
 def _require_pgbouncer(session: nox.Session) -> None:
-    """Debian's pgbouncer package (in /usr/sbin), installed when we may; never a download."""
-    if shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin"):
-        return
+    """Debian's pgbouncer package (in /usr/sbin)."""
+    if not (shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin")):
+        _apt_install(session, "pgbouncer")
+
+
+def _apt_install(session: nox.Session, package: str) -> None:
+    """Debian's `package`, installed when we may (as root, with apt-get); never a download."""
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        _unavailable(session, "pgbouncer is not installed: `sudo apt-get install pgbouncer` (Debian/Ubuntu)")
+        _unavailable(session, f"{package} is not installed: `sudo apt-get install {package}` (Debian/Ubuntu)")
     session.run("apt-get", "update", "-qq", external=True)
-    session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "pgbouncer", external=True)
+    session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", package, external=True)
 
 
 @nox.session(python=PYTHONS[0])
@@ -183,7 +188,7 @@ def _link_or_copy(source: str, target: str) -> None:
 def browser(session: nox.Session) -> None:
     """Call the live backend from headless Chromium: CORS preflight, Bearer token, a refused origin."""
     if shutil.which("chromium") is None:
-        _install_chromium(session)
+        _apt_install(session, "chromium")
     session.install(*TESTING)
     session.run("pytest", "-m", "browser", "tests/browser", *session.posargs)
 
@@ -193,21 +198,13 @@ def frontend(session: nox.Session) -> None:
     """Build the guide's Next.js app (examples/nextjs) and click it through in headless Chromium against the backend."""
     _require_node(session)
     if shutil.which("chromium") is None:
-        _install_chromium(session)
+        _apt_install(session, "chromium")
     session.install(*TESTING)
     _npm_ci(session, EXAMPLE)
     # `next build`, the migration and `next start` run inside the tests, which time them.
     session.run("pytest", "-m", "frontend", "tests/frontend", *session.posargs)
     # docs/frontend.md's Better Auth names, against the package just installed (skipped elsewhere).
     session.run("pytest", "tests/test_frontend_guide.py", "-k", "installed")
-
-
-def _install_chromium(session: nox.Session) -> None:
-    """Debian's chromium package, when we may install it; never a browser download."""
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        _unavailable(session, "chromium is not installed: `sudo apt-get install chromium` (Debian/Ubuntu)")
-    session.run("apt-get", "update", "-qq", external=True)
-    session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", external=True)
 
 
 @nox.session(python=PYTHONS[0])
@@ -233,10 +230,7 @@ def fuzz(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Load ours, FastAPI + SQLModel and a bare ceiling side by side with wrk; `-- --quick` is a smoke run."""
     if shutil.which("wrk") is None:
-        if shutil.which("apt-get") is None or os.geteuid() != 0:
-            _unavailable(session, "wrk is not installed: `sudo apt-get install wrk` (Debian/Ubuntu)")
-        session.run("apt-get", "update", "-qq", external=True)
-        session.run("apt-get", "install", "-y", "-qq", "wrk", external=True)
+        _apt_install(session, "wrk")
     session.install(*RUNTIME, "-r", "benchmarks/requirements.txt")
     # PostgreSQL: BENCH_DATABASE_URL or TEST_DATABASE_URL, else a throwaway cluster.
     session.run("python", "-m", "benchmarks", *session.posargs)

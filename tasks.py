@@ -1,7 +1,9 @@
 """The toolbelt: `inv --list` shows every task, `inv --help TASK` its options.
 
-Tasks are thin wrappers over backend/; they turn its errors into one line and
-an exit status.
+Tasks are thin wrappers over backend/: each turns an `AppError` into invoke's
+`Exit` with the line `error CODE: message. fix` (backend/errors.py's
+`report_line`); invoke prints it on stderr and exits with its status: 1 for a
+failure, 2 for a bad option.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from invoke.context import Context
+from invoke.exceptions import Exit
 from invoke.tasks import task
 
 # invoke turns bytecode writing off before it loads this file (its --write-pyc), so backend/
@@ -22,6 +25,7 @@ sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
 if TYPE_CHECKING:
     from backend.diagnostics.ports import PortHolder
     from backend.diagnostics.results import Result
+    from backend.errors import AppError
     from backend.settings import Settings
 
 
@@ -85,32 +89,29 @@ def free_port(
     holders; with --next, a free port was printed), 1 when it is still held,
     2 for a bad option value or a --kill that could not ask for confirmation.
     """
-    from backend.diagnostics.killing import GRACE_SECONDS, end_processes, processes_to_end
-    from backend.diagnostics.ports import next_free_port, port_holders
+    from backend.diagnostics.killing import GRACE_SECONDS
+    from backend.diagnostics.ports import next_free_port
     from backend.errors import AppError
 
     if next_ and kill:
-        _usage("OPTION_INVALID", "--next and --kill do not combine: --next only prints a free port")
+        raise _usage("OPTION_INVALID", "--next and --kill do not combine: --next only prints a free port")
     seconds = GRACE_SECONDS if grace is None else _grace_option(grace)
     number, hosts = _port_and_hosts(port)
     try:
         if next_:
             print(next_free_port(number, hosts))
             return
-        holders = port_holders(number)
-        _show_holders(number, hosts, holders)
-        assert holders  # _show_holders exits when there is none
+        holders = _named_holders(number, hosts)
+        if holders is None:
+            return
+        _print_holders(number, holders)
         if not kill:
             print(f"End it with `inv free-port --port {number} --kill`, or serve elsewhere: `inv run --port auto`.")
-            sys.exit(1)
-        processes = processes_to_end(holders, force=force)
-        if not yes:
-            _confirm(f"End {', '.join(h.describe() for h in holders)}?")
-        for ended in end_processes(processes, seconds):
-            print(f"ended pid {ended.pid} ({ended.signal})")
+            raise Exit(code=1)
+        _end(holders, force=force, yes=yes, seconds=seconds)
     except AppError as error:
-        _fail(error)
-    _show_holders(number, hosts, port_holders(number), again=True)
+        raise _failure(error) from None
+    _check_ended(number, hosts)
 
 
 @task(help={"json": "print the report as JSON (stable: for scripts and CI)"})
@@ -128,7 +129,7 @@ def env_check(c: Context, json: bool = False) -> None:
         results = run_report()
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
     print(render_json(results) if json else render_text(results, colour=colour))
-    sys.exit(exit_status(results))
+    raise Exit(code=exit_status(results))
 
 
 @task
@@ -142,7 +143,7 @@ def migrate(c: Context) -> None:
     try:
         applied = [f"{m.version:04d} {m.name}" for m in asyncio.run(apply_pending(_settings()))]
     except AppError as error:
-        _fail(error)
+        raise _failure(error) from None
     print("\n".join(f"applied {name}" for name in applied) or "schema is current; nothing to apply")
 
 
@@ -164,11 +165,11 @@ def token(
     from backend.errors import AppError
 
     if sub is None:
-        _usage("OPTION_INVALID", "--sub is required: the user id the token is for, e.g. `inv token --sub alice`")
+        raise _usage("OPTION_INVALID", "--sub is required: the user id the token is for, e.g. `inv token --sub alice`")
     try:
         print(mint_token(_settings(), sub, ttl_seconds=parse_duration(ttl), email=email, name=name))
     except AppError as error:
-        _fail(error)
+        raise _failure(error) from None
 
 
 def _fast_findings() -> list[Result]:
@@ -188,7 +189,7 @@ def _port_option(value: str) -> str:
     try:
         return str(parse_port(value))
     except PortArgumentError as error:
-        _usage(error.code, str(error))
+        raise _usage(error.code, str(error)) from None
 
 
 def _check_option(setting: str, value: str) -> None:
@@ -200,7 +201,10 @@ def _check_option(setting: str, value: str) -> None:
         build_settings({setting: value}.get)
     except SettingsError as error:
         problem = error.problems[0]
-        _usage("OPTION_INVALID", f"--{setting.lower()} (overrides {setting}) {problem.message}: {problem.fix}")
+        predicate = problem.message.removeprefix(f"{setting} ")
+        raise _usage(
+            "OPTION_INVALID", f"--{setting.lower()} (overrides {setting}) {predicate}: {problem.fix}"
+        ) from None
 
 
 def _grace_option(value: str) -> float:
@@ -209,7 +213,9 @@ def _grace_option(value: str) -> float:
     except ValueError:
         seconds = -1.0
     if not 0 <= seconds <= 600:  # also false for nan
-        _usage("OPTION_INVALID", f"--grace {value[:40]!r} is not a number of seconds from 0 to 600, e.g. --grace 5")
+        raise _usage(
+            "OPTION_INVALID", f"--grace {value[:40]!r} is not a number of seconds from 0 to 600, e.g. --grace 5"
+        )
     return seconds
 
 
@@ -223,51 +229,81 @@ def _port_and_hosts(port: str | None) -> tuple[int, tuple[str, ...]]:
         settings = load_settings(create_dev_secret=False)
     except SettingsError as error:
         if number is None:
-            _fail(error)
+            raise _failure(error) from None
         return number, ()
     return (settings.port if number is None else number), settings.hosts
 
 
-def _show_holders(port: int, hosts: tuple[str, ...], holders: list[PortHolder] | None, *, again: bool = False) -> None:
-    """Print who holds `port`; exit 0 when it is free, 1 when nobody can be named."""
-    from backend.diagnostics.ports import checked_hosts, closing_connections, is_free
+def _named_holders(port: int, hosts: tuple[str, ...]) -> list[PortHolder] | None:
+    """Who holds `port`; None, once said, when it is free (or only closing). `Exit` when nobody can be named."""
+    from backend.diagnostics.ports import checked_hosts, closing_connections, is_free, port_holders
 
+    holders = port_holders(port)
     if not holders and is_free(port, hosts):
         print(f"port {port} is free on {', '.join(checked_hosts(hosts))}")
-        sys.exit(0)
+        return None
     if holders == [] and closing_connections(port):
         print(f"port {port} has no listener, only connections of a stopped server closing (TIME_WAIT, up to a minute)")
         print("`inv run` can use it already; other programs may have to wait.")
-        sys.exit(0)
+        return None
     if not holders:
-        print(f"port {port} is in use, but the OS does not say by whom: run the command with sudo", file=sys.stderr)
-        sys.exit(1)
+        raise Exit(f"port {port} is in use, but the OS does not say by whom: run the command with sudo", 1)
+    return holders
+
+
+def _check_ended(port: int, hosts: tuple[str, ...]) -> None:
+    """After --kill: `Exit` 1 when the port is held again."""
+    again = _named_holders(port, hosts)
+    if again is not None:
+        _print_holders(port, again, again=True)
+        print("A supervisor (systemd, docker, a --reload parent) may have restarted it: stop that instead.")
+        raise Exit(code=1)
+
+
+def _print_holders(port: int, holders: list[PortHolder], *, again: bool = False) -> None:
     print(f"port {port} is {'held again' if again else 'held'} by:")
     for holder in holders:
         where = ", ".join(holder.addresses) or "?"
         print(f"  pid {holder.pid}  {holder.name or '?'}  user {holder.user or '?'}  listening on {where}")
         print(f"    {holder.cmdline or '(command line hidden)'}")
-    if again:
-        print("A supervisor (systemd, docker, a --reload parent) may have restarted it: stop that instead.")
-        sys.exit(1)
+
+
+def _end(holders: list[PortHolder], *, force: bool, yes: bool, seconds: float) -> None:
+    """End `holders` (asking first unless `yes`), saying which signal ended each."""
+    from backend.diagnostics.killing import end_processes, processes_to_end
+
+    processes = processes_to_end(holders, force=force)
+    if not yes:
+        _confirm(f"End {', '.join(h.describe() for h in holders)}?")
+    for ended in end_processes(processes, seconds):
+        print(f"ended pid {ended.pid} ({ended.signal})")
 
 
 def _confirm(question: str) -> None:
     """Ask on the terminal; exit 2 when there is none to ask on, 1 on anything but yes."""
     if not sys.stdin.isatty():
-        _usage("CONFIRMATION_REQUIRED", "--kill needs a terminal to ask on; add --yes to end it without asking")
+        raise _usage("CONFIRMATION_REQUIRED", "--kill needs a terminal to ask on; add --yes to end it without asking")
     try:
         answer = input(f"{question} [y/N] ")
     except EOFError:
         answer = ""
     if answer.strip().lower() not in ("y", "yes"):
         print("Nothing ended.")
-        sys.exit(1)
+        raise Exit(code=1)
 
 
-def _usage(code: str, message: str) -> NoReturn:
-    print(f"error {code}: {message}", file=sys.stderr)
-    sys.exit(2)
+def _usage(code: str, message: str) -> Exit:
+    """A bad option value: exit status 2."""
+    from backend.problems import error_line
+
+    return Exit(error_line(code, message), 2)
+
+
+def _failure(error: AppError) -> Exit:
+    """A failure of backend/: exit status 1."""
+    from backend.errors import report_line
+
+    return Exit(report_line(error), 1)
 
 
 def _settings() -> Settings:
@@ -277,10 +313,4 @@ def _settings() -> Settings:
     try:
         return load_settings()
     except SettingsError as error:
-        _fail(error)
-
-
-def _fail(error: Exception) -> NoReturn:
-    code = getattr(error, "code", "ERROR")
-    print(f"error {code}: {error}", file=sys.stderr)
-    sys.exit(1)
+        raise _failure(error) from None

@@ -10,7 +10,8 @@ import os
 import secrets
 from pathlib import Path
 
-from backend.errors import SettingProblem, SettingsError
+from backend.errors import SettingsError
+from backend.problems import setting_problem
 
 
 def development_secret(path: Path, min_length: int) -> str:
@@ -20,10 +21,10 @@ def development_secret(path: Path, min_length: int) -> str:
         value = path.read_text(encoding="ascii").strip() if path.exists() else _create_secret_file(path)
     except (OSError, UnicodeDecodeError) as error:
         reason = "it is not ASCII" if isinstance(error, UnicodeDecodeError) else (error.strerror or str(error)).lower()
-        problem = SettingProblem("BETTER_AUTH_SECRET", f"is unset and {path} cannot be used: {reason}", fix)
+        problem = setting_problem("BETTER_AUTH_SECRET", f"is unset and {path} cannot be used: {reason}", fix)
         raise SettingsError([problem]) from None
     if len(value) < min_length:
-        problem = SettingProblem(
+        problem = setting_problem(
             "BETTER_AUTH_SECRET", f"is unset and {path} holds fewer than {min_length} characters", fix
         )
         raise SettingsError([problem])

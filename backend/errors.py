@@ -1,10 +1,11 @@
 """The exception hierarchy, and its rendering as RFC 9457 problem+json.
 
-    AppError                      a failure a user can cause; has a stable `code`
+    AppError                      a failure a user can cause: raises a `Problem` (backend/problems.py)
     ├── SettingsError             CONFIG_INVALID: every bad setting at once
     ├── DatabaseURLError          DATABASE_URL_INVALID
     ├── PortInUseError            PORT_IN_USE, PORT_EXCLUDED (backend/diagnostics/port_check.py)
-    ├── DatabaseUnreachableError  DB_*: connecting failed, classified
+    ├── DatabaseUnreachableError  DB_*: connecting failed, classified (backend/dberrors.py)
+    ├── ProviderUnavailableError  AUTH_JWKS_*: the key set could not be read (backend/keyset.py)
     └── ApiError                  answered to an HTTP client as problem+json
         ├── MalformedJSONError       400 INVALID_JSON
         ├── UnauthorizedError        401 TOKEN_MISSING / TOKEN_INVALID / TOKEN_EXPIRED
@@ -18,12 +19,11 @@
 
 Library code raises these; the entry points (the HTTP handlers here, the
 server's main, the invoke tasks) turn them into a response or a line and an
-exit status. Every code is explained in docs/troubleshooting.md.
+exit status (`report_line`). Every code is explained in docs/troubleshooting.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
@@ -36,6 +36,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from backend.logs import REQUEST_ID
+from backend.problems import Problem, ReadsProblem, error_line
 
 logger = logging.getLogger(__name__)
 
@@ -49,33 +50,29 @@ def quoted(value: str, limit: int = 40) -> str:
     return repr(value if len(value) <= limit else f"{value[:limit]}...")
 
 
-class AppError(Exception):
-    """Base of every expected failure: a stable code, a message and a fix."""
+class AppError(ReadsProblem, Exception):
+    """Base of every expected failure: its `problem` is the code, the message and the fix."""
 
-    code: ClassVar[str] = "INTERNAL_ERROR"
+    # The class's code; an instance may carry a narrower one (DB_*, TOKEN_*), given to `__init__`.
+    code: str = "INTERNAL_ERROR"
 
-    def __init__(self, message: str, fix: str = "") -> None:
-        self.message = message
-        self.fix = fix
-        super().__init__(f"{message}. {fix}" if fix else message)
+    def __init__(self, message: str, fix: str = "", *, code: str | None = None) -> None:
+        self.problem = Problem(code or self.code, message, fix)
+        self.code = self.problem.code
+        super().__init__(str(self.problem))
 
 
-@dataclasses.dataclass(frozen=True)
-class SettingProblem:
-    setting: str
-    message: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.setting} {self.message}: {self.fix}"
+def report_line(error: AppError) -> str:
+    """`error CODE: message. fix`: what the server and the toolbelt print before exiting."""
+    return error_line(error.code, str(error))
 
 
 class SettingsError(AppError):
     code = "CONFIG_INVALID"
 
-    def __init__(self, problems: Sequence[SettingProblem]) -> None:
+    def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = list(problems)
-        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        lines = "\n".join(f"  - {problem.message}: {problem.fix}" for problem in self.problems)
         count = len(self.problems)
         super().__init__(f"{count} setting{'s' if count > 1 else ''} invalid:\n{lines}")
 
@@ -93,18 +90,23 @@ class PortInUseError(AppError):
 
 
 class DatabaseUnreachableError(AppError):
-    """Connecting to the database failed; `code` names the class of failure."""
+    """Connecting to the database failed; `code` names the class of failure (backend/dberrors.py)."""
 
-    def __init__(self, code: str, message: str, fix: str, *, transient: bool) -> None:
-        self.code = code  # type: ignore[misc]  # per-instance: the classified cause
+    def __init__(self, code: str, message: str, fix: str, *, transient: bool = False) -> None:
         self.transient = transient
-        super().__init__(message, fix)
+        super().__init__(message, fix, code=code)
 
 
 class ApiError(AppError):
     """An error answered as problem+json with `status` and a stable `code`."""
 
     status: ClassVar[int] = 500
+
+    def __init_subclass__(cls, *, status: int = 0, code: str = "", **kwargs: Any) -> None:
+        # `class NotFoundError(ApiError, status=404, code="NOT_FOUND")`: one line per kind of answer.
+        super().__init_subclass__(**kwargs)
+        cls.status = status or cls.status
+        cls.code = code or cls.code
 
     def __init__(
         self,
@@ -114,23 +116,20 @@ class ApiError(AppError):
         headers: Mapping[str, str] | None = None,
         errors: list[dict[str, str]] | None = None,
     ) -> None:
-        if code is not None:
-            self.code = code  # type: ignore[misc]
-        self.detail = detail
         self.headers = dict(headers or {})
         self.errors = errors
-        super().__init__(detail)
+        super().__init__(detail, code=code)
+
+    @property
+    def detail(self) -> str:
+        return self.message
 
 
-class MalformedJSONError(ApiError):
-    status = 400
-    code = "INVALID_JSON"
+class MalformedJSONError(ApiError, status=400, code="INVALID_JSON"):
+    pass
 
 
-class UnauthorizedError(ApiError):
-    status = 401
-    code = "TOKEN_INVALID"
-
+class UnauthorizedError(ApiError, status=401, code="TOKEN_INVALID"):
     def __init__(self, detail: str, *, code: str = "TOKEN_INVALID", oauth_error: str | None = "invalid_token") -> None:
         # RFC 6750 section 3: no error code when the request had no credentials.
         challenge = 'Bearer realm="api"'
@@ -144,20 +143,15 @@ def _quotable(text: str) -> str:
     return "".join(c if " " <= c <= "~" and c not in '"\\' else "'" for c in text)
 
 
-class ForbiddenError(ApiError):
-    status = 403
-    code = "USER_MISMATCH"
+class ForbiddenError(ApiError, status=403, code="USER_MISMATCH"):
+    pass
 
 
-class NotFoundError(ApiError):
-    status = 404
-    code = "NOT_FOUND"
+class NotFoundError(ApiError, status=404, code="NOT_FOUND"):
+    pass
 
 
-class RequestTimeoutError(ApiError):
-    status = 408
-    code = "BODY_TIMEOUT"
-
+class RequestTimeoutError(ApiError, status=408, code="BODY_TIMEOUT"):
     def __init__(self, seconds: float) -> None:
         super().__init__(
             f"The request body did not arrive within {seconds:g} seconds;"
@@ -165,20 +159,15 @@ class RequestTimeoutError(ApiError):
         )
 
 
-class PayloadTooLargeError(ApiError):
-    status = 413
-    code = "BODY_TOO_LARGE"
+class PayloadTooLargeError(ApiError, status=413, code="BODY_TOO_LARGE"):
+    pass
 
 
-class UnsupportedMediaTypeError(ApiError):
-    status = 415
-    code = "UNSUPPORTED_MEDIA_TYPE"
+class UnsupportedMediaTypeError(ApiError, status=415, code="UNSUPPORTED_MEDIA_TYPE"):
+    pass
 
 
-class ValidationFailedError(ApiError):
-    status = 422
-    code = "VALIDATION_FAILED"
-
+class ValidationFailedError(ApiError, status=422, code="VALIDATION_FAILED"):
     def __init__(self, errors: list[dict[str, str]]) -> None:
         first = errors[0]
         detail = f"{first['field']}: {first['message']}"
@@ -187,10 +176,7 @@ class ValidationFailedError(ApiError):
         super().__init__(detail, errors=errors)
 
 
-class ServiceUnavailableError(ApiError):
-    status = 503
-    code = "DATABASE_UNAVAILABLE"
-
+class ServiceUnavailableError(ApiError, status=503, code="DATABASE_UNAVAILABLE"):
     def __init__(self, detail: str, *, code: str = "DATABASE_UNAVAILABLE", retry_after: int = 2) -> None:
         super().__init__(detail, code=code, headers={"Retry-After": str(retry_after)})
 

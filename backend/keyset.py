@@ -33,7 +33,7 @@ import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey, import_key
 
-from backend.errors import is_own_problem, quoted
+from backend.errors import AppError, is_own_problem, quoted
 from backend.settings import is_loopback_host
 
 logger = logging.getLogger(__name__)
@@ -51,19 +51,16 @@ _EC_ALGORITHMS: Final = {"P-256": ("ES256",), "P-384": ("ES384",), "P-521": ("ES
 _OKP_ALGORITHMS: Final = {"Ed25519": ("EdDSA", "Ed25519")}
 
 
-class ProviderUnavailableError(Exception):
-    """The key set could not be read; `code` classifies why, `fix` says what to do.
+class ProviderUnavailableError(AppError):
+    """The key set could not be read; `code` classifies why (AUTH_JWKS_*), `fix` says what to do.
 
     `retryable`: the cause may pass by itself (a timeout, a 5xx); otherwise only
     a change of configuration or of the provider helps.
     """
 
     def __init__(self, message: str, *, code: str, fix: str, retryable: bool = False) -> None:
-        self.message = message
-        self.code = code
-        self.fix = fix
         self.retryable = retryable
-        super().__init__(message)
+        super().__init__(message, fix, code=code)
 
 
 @dataclasses.dataclass(frozen=True)

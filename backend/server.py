@@ -45,11 +45,11 @@ from starlette.applications import Starlette
 from backend.app import create_app
 from backend.diagnostics.auth_check import log_auth_check
 from backend.diagnostics.port_check import listen_error
-from backend.diagnostics.ports import HIGHEST_PORT, NoFreePortError, ipv6_available, open_listener, port_holders
-from backend.errors import AppError, PortInUseError, SettingsError
+from backend.diagnostics.ports import HIGHEST_PORT, NoFreePortError, open_listener, port_holders, usable_hosts
+from backend.errors import AppError, PortInUseError, SettingsError, report_line
 from backend.http1 import serve_http1_only
 from backend.logs import configure_logging
-from backend.settings import LOOPBACK_HOSTS, Settings, is_loopback_host, load_settings
+from backend.settings import Settings, is_loopback_host, load_settings
 from backend.worker_failure import WorkerFailures
 
 logger = logging.getLogger(__name__)
@@ -133,16 +133,12 @@ def report(error: AppError) -> None:
     print(report_line(error), file=sys.stderr)
 
 
-def report_line(error: AppError) -> str:
-    return f"error {error.code}: {error}"
-
-
 def bind_sockets(hosts: tuple[str, ...], port: int) -> list[socket.socket]:
     """Listening sockets for every host; raise `PortInUseError` naming the holder."""
     sockets: list[socket.socket] = []
     try:
         for host in hosts:
-            if host == "::1" and hosts == LOOPBACK_HOSTS and not ipv6_available():
+            if host not in usable_hosts(hosts):
                 logger.info("IPv6 is not available here; listening on 127.0.0.1 only")
                 continue
             sockets.append(_listen(host, port))

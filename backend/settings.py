@@ -22,7 +22,8 @@ from decouple import Config, RepositoryEmpty, RepositoryEnv
 
 from backend.dburl import mask_url, parse_database_url
 from backend.devsecret import development_secret
-from backend.errors import DatabaseURLError, SettingProblem, SettingsError, quoted
+from backend.errors import DatabaseURLError, SettingsError, quoted
+from backend.problems import Problem, setting_problem
 from backend.secretstrength import weakness
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -163,8 +164,8 @@ def read_env_file(path: Path = ENV_FILE) -> Lookup:
     return lookup
 
 
-def _env_file_problem(path: Path, reason: str) -> SettingProblem:
-    return SettingProblem(
+def _env_file_problem(path: Path, reason: str) -> Problem:
+    return setting_problem(
         ".env", f"{path} cannot be read: {reason}", "fix or delete the file; `inv env-check` shows the offending line"
     )
 
@@ -179,7 +180,22 @@ def load_settings(env_file: Path = ENV_FILE, *, create_dev_secret: bool = True) 
 
 
 def build_settings(lookup: Lookup, *, create_dev_secret: bool = False) -> Settings:
-    """Build settings from `lookup` (a name -> raw value function)."""
+    """Build settings from `lookup` (a name -> raw value function); raise one `SettingsError` listing all problems."""
+    settings, problems = read_settings(lookup)
+    if problems:
+        raise SettingsError(problems)
+    # Only once everything else is valid: a failed start leaves no file behind.
+    if settings.secret is None and settings.app_env == "development" and create_dev_secret:
+        secret = Secret(development_secret(DEV_SECRET_FILE, MIN_SECRET_LENGTH))
+        settings = dataclasses.replace(settings, secret=secret, secret_is_generated=True)
+    return settings
+
+
+def read_settings(lookup: Lookup) -> tuple[Settings, list[Problem]]:
+    """Every setting read and judged once: the settings, each invalid one at its default, and the problems.
+
+    `inv env-check` reports the problems and runs the checks whose settings are valid on the rest.
+    """
     reader = _Reader(lookup)
     app_env = reader.choice("APP_ENV", "development", APP_ENVS)
     better_auth_url = reader.url("BETTER_AUTH_URL", "http://localhost:3000")
@@ -210,26 +226,20 @@ def build_settings(lookup: Lookup, *, create_dev_secret: bool = False) -> Settin
     values["explicit"] = frozenset(name for name in SETTING_NAMES if reader.raw(name) is not None)
     if app_env == "production":
         _check_production(reader, values)
-    if reader.problems:
-        raise SettingsError(reader.problems)
-    # Only once everything else is valid: a failed start leaves no file behind.
-    if values["secret"] is None and app_env == "development" and create_dev_secret:
-        values["secret"] = Secret(development_secret(DEV_SECRET_FILE, MIN_SECRET_LENGTH))
-        values["secret_is_generated"] = True
-    return Settings(**values)
+    return Settings(**values), reader.problems
 
 
 def _check_production(reader: _Reader, values: Mapping[str, Any]) -> None:
     # A setting that already failed fell back to its default; judging the default would mislead.
     database_ok = "DATABASE_URL" not in reader.failed
     if database_ok and parse_database_url(str(values["database_url"])).dialect == "sqlite":
-        reader.fail(
+        reader.reject(
             "DATABASE_URL",
             "is SQLite, which production refuses (one file, one machine, no backups)",
             "set DATABASE_URL to your PostgreSQL URL, e.g. the one Neon shows",
         )
     if values["secret_weakness"]:
-        reader.fail(
+        reader.reject(
             "BETTER_AUTH_SECRET",
             f"{values['secret_weakness']}, which production refuses: whoever guesses it can sign a token for any user",
             KEYGEN_FIX,
@@ -237,16 +247,23 @@ def _check_production(reader: _Reader, values: Mapping[str, Any]) -> None:
     for name, key in (("BETTER_AUTH_URL", "better_auth_url"), ("BETTER_AUTH_JWKS_URL", "jwks_url")):
         url = urlsplit(str(values[key]))
         if url.scheme == "http" and not is_loopback_host(url.hostname or ""):
-            reader.fail(
+            reader.reject(
                 name,
                 f"is plain http to another host ({values[key]}): keys could be swapped in transit",
                 "use the https:// address of your Better Auth server",
             )
 
 
-def weak_secret_warning(weakness: str) -> str:
+def weak_secret_problem(weakness: str) -> Problem:
     """What development says about a weak BETTER_AUTH_SECRET (production refuses it)."""
-    return f"BETTER_AUTH_SECRET {weakness}: accepted in development, refused in production; {KEYGEN_FIX}"
+    predicate = f"{weakness}: accepted in development, refused in production"
+    return setting_problem("BETTER_AUTH_SECRET", predicate, KEYGEN_FIX, code="SECRET_WEAK")
+
+
+def weak_secret_warning(weakness: str) -> str:
+    """`weak_secret_problem` as the server logs it."""
+    problem = weak_secret_problem(weakness)
+    return f"{problem.message}; {problem.fix}"
 
 
 def is_loopback_host(host: str) -> bool:
@@ -259,18 +276,18 @@ def is_loopback_host(host: str) -> bool:
 
 
 class _Reader:
-    """Casts raw values, recording a `SettingProblem` instead of raising."""
+    """Casts raw values, recording a `Problem` instead of raising."""
 
     def __init__(self, lookup: Lookup) -> None:
         self._lookup = lookup
-        self.problems: list[SettingProblem] = []
+        self.problems: list[Problem] = []
 
     @property
     def failed(self) -> set[str]:
         return {problem.setting for problem in self.problems}
 
-    def fail(self, name: str, message: str, fix: str) -> None:
-        self.problems.append(SettingProblem(name, message, fix))
+    def reject(self, name: str, predicate: str, fix: str, *, code: str = "CONFIG_INVALID") -> None:
+        self.problems.append(setting_problem(name, predicate, fix, code=code))
 
     def raw(self, name: str) -> str | None:
         value = self._lookup(name)
@@ -283,7 +300,7 @@ class _Reader:
         value = self.raw(name) or default
         value = value.lower() if lower else value
         if value not in choices:
-            self.fail(
+            self.reject(
                 name,
                 f"is {quoted(value)}, not one of {', '.join(choices)}",
                 f"set {name} to one of {', '.join(choices)}",
@@ -298,10 +315,10 @@ class _Reader:
         try:
             number = int(value)
         except ValueError:
-            self.fail(name, f"is {quoted(value)}, not a whole number", f"set {name} to a number from {low} to {high}")
+            self.reject(name, f"is {quoted(value)}, not a whole number", f"set {name} to a number from {low} to {high}")
             return default
         if not low <= number <= high:
-            self.fail(name, f"is {number}, outside {low}..{high}", f"set {name} to a number from {low} to {high}")
+            self.reject(name, f"is {number}, outside {low}..{high}", f"set {name} to a number from {low} to {high}")
             return default
         return number
 
@@ -315,7 +332,8 @@ class _Reader:
             number = -1.0
         low_ok = number >= 0 if allow_zero else number > 0
         if not low_ok or number > 3600:
-            self.fail(name, f"is {quoted(value)}, not a number of seconds", f"set {name} to seconds, e.g. {default:g}")
+            fix = f"set {name} to seconds, e.g. {default:g}"
+            self.reject(name, f"is {quoted(value)}, not a number of seconds", fix)
             return default
         return number
 
@@ -323,7 +341,7 @@ class _Reader:
         value = (self.raw(name) or default).rstrip("/")
         parts = _split(value)
         if parts is None or parts.scheme not in ("http", "https") or parts.query or parts.fragment:
-            self.fail(name, f"is {quoted(mask_url(value), 80)}, not an http(s) URL", f"set {name} like {default}")
+            self.reject(name, f"is {quoted(mask_url(value), 80)}, not an http(s) URL", f"set {name} like {default}")
             return default
         return value
 
@@ -332,7 +350,7 @@ class _Reader:
         try:
             parse_database_url(value)
         except DatabaseURLError as error:
-            self.fail(name, error.reason, error.fix)
+            self.reject(name, error.reason, error.fix, code=error.code)
             return default
         return value
 
@@ -341,7 +359,7 @@ class _Reader:
         if value is None:
             return None
         if len(value) < MIN_SECRET_LENGTH:
-            self.fail(
+            self.reject(
                 name,
                 f"is {len(value)} characters; at least {MIN_SECRET_LENGTH} are required",
                 KEYGEN_FIX,
@@ -358,7 +376,7 @@ class _Reader:
             elif _is_ip(host):
                 hosts.append(host)
             else:
-                self.fail(
+                self.reject(
                     name, f"has {quoted(item)}, not an IP address", f"set {name} to e.g. 127.0.0.1,::1 or 0.0.0.0"
                 )
         return tuple(dict.fromkeys(hosts)) or LOOPBACK_HOSTS
@@ -369,12 +387,12 @@ class _Reader:
             origin = item.rstrip("/")
             parts = _split(origin)
             if origin == "*":
-                self.fail(
+                self.reject(
                     name, "is '*', which browsers refuse with credentials", f"list the frontend origins, e.g. {default}"
                 )
             elif parts is None or parts.scheme not in ("http", "https") or origin != f"{parts.scheme}://{parts.netloc}":
                 message = f"has {quoted(mask_url(origin), 80)}, not an origin"
-                self.fail(name, message, "write origins as scheme://host[:port], comma-separated")
+                self.reject(name, message, "write origins as scheme://host[:port], comma-separated")
             else:
                 origins.append(origin.lower())  # browsers send scheme and host in lower case
         return tuple(origins)

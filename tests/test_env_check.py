@@ -28,7 +28,7 @@ from backend.diagnostics.environment import check_packages, check_python
 from backend.diagnostics.port_check import check_port
 from backend.diagnostics.ports import ipv6_available
 from backend.diagnostics.report import ReportOptions, run_checks
-from backend.diagnostics.results import Result, exit_status, render_json, render_text
+from backend.diagnostics.results import Result, exit_status, fail, ok, render_json, render_text, warn
 from backend.diagnostics.settings_check import check_settings
 from backend.migrations import LATEST_VERSION
 from backend.settings import SETTING_NAMES, Secret, Settings, build_settings
@@ -517,8 +517,8 @@ def test_missing_module_is_named() -> None:
 
 def test_text_report_marks_each_line_and_colours_only_when_asked() -> None:
     results = [
-        Result("python", "ok", "OK", "Python 3.12.1"),
-        Result("database", "fail", "DB_NOT_FOUND", "database 'todo' does not exist", "createdb todo"),
+        ok("python", "Python 3.12.1"),
+        fail("database", code="DB_NOT_FOUND", message="database 'todo' does not exist", fix="createdb todo"),
     ]
 
     plain = render_text(results)
@@ -534,7 +534,7 @@ def test_text_report_marks_each_line_and_colours_only_when_asked() -> None:
 
 
 def test_json_report_is_stable() -> None:
-    results = [Result("port", "warn", "CHECK_SKIPPED", "not checked", "fix it")]
+    results = [warn("port", code="CHECK_SKIPPED", message="not checked", fix="fix it")]
 
     document = json.loads(render_json(results))
 

@@ -31,7 +31,7 @@ import pytest
 from backend.database import Database
 from backend.devtokens import mint_token
 from backend.diagnostics.database_check import check_database
-from backend.diagnostics.results import Result
+from backend.diagnostics.results import ok, warn
 from backend.errors import ServiceUnavailableError
 from backend.migrations import LATEST_VERSION, apply_migrations, current_version, migrate
 from backend.migrations.versions import MIGRATIONS
@@ -312,17 +312,16 @@ async def test_env_check_names_a_transaction_pooler_the_url_does_not_and_says_wh
         ("database_tls", "ok"),
         ("pooler", "warn"),
     ]
-    assert plain[-1] == Result(
+    assert plain[-1] == warn(
         "pooler",
-        "warn",
-        "DB_POOLER_UNDECLARED",
-        "DATABASE_URL leads to a transaction pooler (client connections take turns on its server connections)"
+        code="DB_POOLER_UNDECLARED",
+        message="DATABASE_URL leads to a transaction pooler (client connections take turns on its server connections)"
         " and it does not keep prepared statements; the server switches to unnamed statements on the first"
         " statement it refuses",
-        "add ?pgbouncer=true to DATABASE_URL so the server starts with unnamed statements",
+        fix="add ?pgbouncer=true to DATABASE_URL so the server starts with unnamed statements",
     )
-    assert hinted[-1] == Result(
-        "pooler", "ok", "OK", "a transaction pooler (?pgbouncer=true): statements are sent unnamed, as it needs"
+    assert hinted[-1] == ok(
+        "pooler", "a transaction pooler (?pgbouncer=true): statements are sent unnamed, as it needs"
     )
     assert [result.check for result in direct] == ["database", "database_tls"]
 

@@ -15,7 +15,8 @@ import pytest
 
 from backend import settings as settings_module
 from backend.dburl import parse_database_url
-from backend.errors import SettingProblem, SettingsError
+from backend.errors import SettingsError
+from backend.problems import Problem, setting_problem
 from backend.settings import ROOT, SETTING_NAMES, Secret, Settings, build_settings, load_settings
 
 SECRET = "s3cret-" + "k" * 33  # 40 characters
@@ -38,7 +39,7 @@ def settings_error(values: Callable[[str], str | None]) -> SettingsError | None:
     return None
 
 
-def problems_of(**values: str) -> list[SettingProblem]:
+def problems_of(**values: str) -> list[Problem]:
     with pytest.raises(SettingsError) as caught:
         build_settings(lookup(**values))
     return caught.value.problems
@@ -263,7 +264,7 @@ def test_env_file_with_invalid_utf8_is_a_settings_error(tmp_path: Path) -> None:
         load_settings(env_file)
 
     assert caught.value.problems == [
-        SettingProblem(".env", f"{env_file} cannot be read: it is not valid UTF-8", ENV_FILE_FIX)
+        setting_problem(".env", f"{env_file} cannot be read: it is not valid UTF-8", ENV_FILE_FIX)
     ]
     assert caught.value.code == "CONFIG_INVALID"
 
@@ -276,7 +277,7 @@ def test_env_file_that_is_a_directory_is_a_settings_error(tmp_path: Path) -> Non
         load_settings(env_dir)
 
     assert caught.value.problems == [
-        SettingProblem(".env", f"{env_dir} cannot be read: it is not a regular file (a directory?)", ENV_FILE_FIX)
+        setting_problem(".env", f"{env_dir} cannot be read: it is not a regular file (a directory?)", ENV_FILE_FIX)
     ]
 
 
@@ -301,30 +302,31 @@ def test_every_problem_is_reported_at_once() -> None:
 
     error = caught.value
     assert error.problems == [
-        SettingProblem(
+        setting_problem(
             "APP_ENV",
             "is 'staging', not one of development, production",
             "set APP_ENV to one of development, production",
         ),
-        SettingProblem(
+        setting_problem(
             "DATABASE_URL",
             "uses the scheme 'mysql', which this backend does not support",
             "use postgresql://... (PostgreSQL, Neon) or sqlite:///path (embedded)",
+            code="DATABASE_URL_INVALID",
         ),
-        SettingProblem("HOST", "has 'not-an-ip', not an IP address", "set HOST to e.g. 127.0.0.1,::1 or 0.0.0.0"),
-        SettingProblem("PORT", "is 'abc', not a whole number", "set PORT to a number from 1 to 65535"),
-        SettingProblem("WORKERS", "is 0, outside 1..64", "set WORKERS to a number from 1 to 64"),
-        SettingProblem(
+        setting_problem("HOST", "has 'not-an-ip', not an IP address", "set HOST to e.g. 127.0.0.1,::1 or 0.0.0.0"),
+        setting_problem("PORT", "is 'abc', not a whole number", "set PORT to a number from 1 to 65535"),
+        setting_problem("WORKERS", "is 0, outside 1..64", "set WORKERS to a number from 1 to 64"),
+        setting_problem(
             "CORS_ORIGINS",
             "is '*', which browsers refuse with credentials",
             "list the frontend origins, e.g. http://localhost:3000",
         ),
-        SettingProblem(
+        setting_problem(
             "LOG_LEVEL",
             "is 'loud', not one of debug, info, warning, error, critical",
             "set LOG_LEVEL to one of debug, info, warning, error, critical",
         ),
-        SettingProblem(
+        setting_problem(
             "BETTER_AUTH_SECRET",
             "is 5 characters; at least 32 are required",
             "generate one with `openssl rand -base64 32` and use it on both sides",
@@ -400,7 +402,7 @@ def test_bad_value_is_reported_with_its_setting(name: str, raw: str, message: st
     (problem,) = problems_of(**{name: raw})
 
     assert problem.setting == name
-    assert problem.message == message
+    assert problem.message == f"{name} {message}"
     assert problem.fix
 
 
@@ -507,13 +509,13 @@ def test_settings_error_never_shows_a_secret_or_a_password() -> None:
     ]
     text = str(SettingsError(problems)) + repr(problems)
     assert PASSWORD not in text
-    assert problems[0].message == "is 'postgresql://todo:***@db.example.com/todo', not an http(s) URL"
+    assert problems[0].message == "BETTER_AUTH_URL is 'postgresql://todo:***@db.example.com/todo', not an http(s) URL"
 
 
 def test_short_secret_error_tells_the_length_not_the_secret() -> None:
     (problem,) = problems_of(BETTER_AUTH_SECRET="correct-horse-battery")
 
-    assert problem == SettingProblem(
+    assert problem == setting_problem(
         "BETTER_AUTH_SECRET",
         "is 21 characters; at least 32 are required",
         "generate one with `openssl rand -base64 32` and use it on both sides",
@@ -531,7 +533,7 @@ def test_production_refuses_sqlite(database_url: str) -> None:
     problems = problems_of(**{**PRODUCTION, "DATABASE_URL": database_url})
 
     assert problems == [
-        SettingProblem(
+        setting_problem(
             "DATABASE_URL",
             "is SQLite, which production refuses (one file, one machine, no backups)",
             "set DATABASE_URL to your PostgreSQL URL, e.g. the one Neon shows",
@@ -542,8 +544,12 @@ def test_production_refuses_sqlite(database_url: str) -> None:
 def test_production_reports_an_invalid_database_url_once() -> None:
     problems = problems_of(**{**PRODUCTION, "DATABASE_URL": "mysql://x"})
 
-    assert [(problem.setting, problem.message) for problem in problems] == [
-        ("DATABASE_URL", "uses the scheme 'mysql', which this backend does not support")
+    assert [(problem.setting, problem.code, problem.message) for problem in problems] == [
+        (
+            "DATABASE_URL",
+            "DATABASE_URL_INVALID",
+            "DATABASE_URL uses the scheme 'mysql', which this backend does not support",
+        )
     ]
 
 
@@ -552,12 +558,12 @@ def test_production_refuses_plain_http_auth_url_to_another_host() -> None:
 
     fix = "use the https:// address of your Better Auth server"
     assert problems == [
-        SettingProblem(
+        setting_problem(
             "BETTER_AUTH_URL",
             "is plain http to another host (http://auth.example.com): keys could be swapped in transit",
             fix,
         ),
-        SettingProblem(
+        setting_problem(
             "BETTER_AUTH_JWKS_URL",
             "is plain http to another host (http://auth.example.com/api/auth/jwks): keys could be swapped in transit",
             fix,
@@ -653,7 +659,7 @@ def test_truncated_development_secret_is_a_settings_error(dev_secret_file: Path)
         build_settings(lambda name: None, create_dev_secret=True)
 
     assert caught.value.problems == [
-        SettingProblem(
+        setting_problem(
             "BETTER_AUTH_SECRET",
             f"is unset and {dev_secret_file} holds fewer than 32 characters",
             f"delete {dev_secret_file} to get a new one, or set BETTER_AUTH_SECRET",
@@ -668,7 +674,7 @@ def test_unreadable_development_secret_is_a_settings_error(dev_secret_file: Path
         build_settings(lambda name: None, create_dev_secret=True)
 
     assert caught.value.problems == [
-        SettingProblem(
+        setting_problem(
             "BETTER_AUTH_SECRET",
             f"is unset and {dev_secret_file} cannot be used: is a directory",
             f"delete {dev_secret_file} to get a new one, or set BETTER_AUTH_SECRET",
@@ -729,7 +735,7 @@ def test_production_refuses_a_weak_secret_saying_how_to_make_one(secret: str, re
     problems = problems_of(**PRODUCTION, BETTER_AUTH_SECRET=secret)
 
     assert problems == [
-        SettingProblem(
+        setting_problem(
             "BETTER_AUTH_SECRET",
             f"{reason}, which production refuses: whoever guesses it can sign a token for any user",
             "generate one with `openssl rand -base64 32` and use it on both sides",

@@ -19,7 +19,7 @@ import logging
 from typing import Final
 from urllib.parse import urlsplit
 
-from backend.diagnostics.results import Result, fail, ok, warn
+from backend.diagnostics.results import Result, fail, found, ok, warn
 from backend.keyset import KeySet, ProviderUnavailableError, new_client, read_key_set, this_backend_fix
 from backend.settings import Settings, is_loopback_host
 
@@ -99,4 +99,4 @@ def _failure(settings: Settings, error: ProviderUnavailableError) -> Result:
     if error.code == "AUTH_JWKS_UNREACHABLE" and local and not settings.is_production:
         message = f"{error.message}; requests with tokens will get 503 until it answers"
         return warn(CHECK, code=error.code, message=message, fix=error.fix)
-    return fail(CHECK, code=error.code, message=error.message, fix=error.fix)
+    return found(CHECK, error.problem)

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Final
 
 from backend.database import Database
-from backend.dberrors import classify
+from backend.dberrors import classify, sqlite_unusable
 from backend.dburl import DatabaseTarget, parse_database_url
 from backend.diagnostics.pooler_check import find_pooler, pooler_result
-from backend.diagnostics.results import Result, fail, ok, warn
+from backend.diagnostics.results import Result, fail, found, ok, warn
 from backend.migrations import LATEST_VERSION, current_version
 from backend.pgdriver import PostgresDriver
 from backend.settings import Settings, is_loopback_host
@@ -47,8 +47,7 @@ async def check_database(settings: Settings, *, seconds: float = 3.0) -> list[Re
             await db.connect()
             version = await current_version(db)
     except Exception as error:  # every cause is named by classify; unknown ones as DB_CONNECT_FAILED
-        failure = classify(error, target)
-        return [fail(CHECK, code=failure.code, message=failure.message, fix=failure.fix), *_tls_lines(settings, target)]
+        return [found(CHECK, classify(error, target).problem), *_tls_lines(settings, target)]
     finally:
         await _disconnect(db)
     pooler = await _pooler(db, seconds)
@@ -142,9 +141,4 @@ def _new_sqlite_file(path: Path) -> Result:
 
 
 def _sqlite_unusable(path: Path, reason: str) -> Result:
-    return fail(
-        CHECK,
-        code="DB_SQLITE_UNUSABLE",
-        message=f"cannot use the SQLite file {path}: {reason}",
-        fix="check the folder exists and is writable, or set DATABASE_URL to another path",
-    )
+    return found(CHECK, sqlite_unusable(path, reason).problem)

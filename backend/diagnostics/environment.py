@@ -7,12 +7,17 @@ environment where the backend's own dependencies are not installed.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
+from pathlib import Path
 from typing import Final
 
 from backend.diagnostics.results import Result, fail, ok
 
-SUPPORTED_PYTHONS: Final = ((3, 11), (3, 12), (3, 13))
+# The supported Pythons are listed once, as pyproject.toml's classifiers; nox reads them too (noxfile.py).
+PYPROJECT: Final = Path(__file__).resolve().parents[2] / "pyproject.toml"
+# A pattern, not tomllib: this must run, and say so, on a Python too old to have tomllib.
+_CLASSIFIER: Final = re.compile(r'"Programming Language :: Python :: (\d+)\.(\d+)"')
 INSTALL_FIX: Final = "run `pip install -r requirements.txt` in the project's virtualenv"
 
 # Import name -> the distribution in requirements.in that provides it.
@@ -32,12 +37,22 @@ REQUIRED_MODULES: Final = {
 }
 
 
+def supported_pythons(pyproject: Path = PYPROJECT) -> list[tuple[int, int]]:
+    """The (major, minor) versions pyproject.toml's classifiers name; none without the file (a copy of backend/)."""
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    return [(int(major), int(minor)) for major, minor in _CLASSIFIER.findall(text)]
+
+
 def check_python(version: tuple[int, ...] | None = None) -> Result:
     """Whether this interpreter (or `version`) is one the project supports."""
     current = tuple(sys.version_info[:3]) if version is None else version
     shown = ".".join(map(str, current))
-    supported = ", ".join(f"{major}.{minor}" for major, minor in SUPPORTED_PYTHONS)
-    if current[:2] in SUPPORTED_PYTHONS:
+    pythons = supported_pythons()
+    supported = ", ".join(f"{major}.{minor}" for major, minor in pythons)
+    if current[:2] in pythons or not pythons:
         return ok("python", f"Python {shown} ({sys.executable})")
     return fail(
         "python",

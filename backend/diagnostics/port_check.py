@@ -21,7 +21,7 @@ from backend.diagnostics.ports import (
     ListenError,
     PortHolder,
     PortReservedError,
-    ipv6_available,
+    checked_hosts,
     is_forbidden,
     is_in_use,
     open_listener,
@@ -30,7 +30,7 @@ from backend.diagnostics.ports import (
 )
 from backend.diagnostics.results import Result, fail, ok
 from backend.errors import AppError, PortInUseError
-from backend.settings import LOOPBACK_HOSTS, Settings
+from backend.settings import Settings
 
 CHECK: Final = "port"
 _RESERVED_FIX: Final = (
@@ -42,7 +42,7 @@ _RESERVED_FIX: Final = (
 def check_port(settings: Settings) -> list[Result]:
     """One result: the port is free everywhere, held (by whom), or cannot be bound at all."""
     port = settings.port
-    hosts = _hosts(settings.hosts)
+    hosts = checked_hosts(settings.hosts)
     busy: list[str] = []
     note = ""
     for host in hosts:
@@ -93,13 +93,6 @@ def _in_use_error(shown: str, port: int, error: OSError, holders: list[PortHolde
         f"Run `inv free-port --port {port} --kill` to stop it,"
         " `inv run --port auto` to take the next free port, or set PORT",
     )
-
-
-def _hosts(configured: tuple[str, ...]) -> list[str]:
-    hosts = [*LOOPBACK_HOSTS, *configured]
-    if not ipv6_available():
-        hosts = [host for host in hosts if ":" not in host]
-    return list(dict.fromkeys(hosts))
 
 
 def _in_use(port: int, busy: list[str], note: str) -> Result:

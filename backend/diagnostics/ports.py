@@ -24,8 +24,8 @@ from typing import Final
 import psutil
 
 from backend.errors import AppError, PortInUseError, quoted
+from backend.settings import LOOPBACK_HOSTS
 
-LOOPBACKS: Final = ("127.0.0.1", "::1")
 LOWEST_PORT: Final = 1
 HIGHEST_PORT: Final = 65535
 WSAEACCES: Final = 10013
@@ -237,10 +237,19 @@ def ipv6_available() -> bool:
     return True
 
 
+def usable_hosts(hosts: Iterable[str]) -> tuple[str, ...]:
+    """`hosts` each once, minus ::1 where IPv6 is unavailable (containers), unless nothing else is left.
+
+    ::1 alone is kept: binding it then fails with the reason, instead of listening nowhere.
+    """
+    hosts = tuple(dict.fromkeys(hosts))
+    usable = hosts if ipv6_available() else tuple(host for host in hosts if host != "::1")
+    return usable or hosts
+
+
 def checked_hosts(hosts: Iterable[str] = ()) -> tuple[str, ...]:
-    """The loopbacks (::1 only where IPv6 exists) and `hosts`, each once."""
-    loopbacks = LOOPBACKS if ipv6_available() else LOOPBACKS[:1]
-    return tuple(dict.fromkeys([*loopbacks, *hosts]))
+    """The loopbacks (::1 only where IPv6 exists) and `hosts`, each once: where a port must be free."""
+    return usable_hosts([*LOOPBACK_HOSTS, *hosts])
 
 
 def is_free(port: int, hosts: Iterable[str] = ()) -> bool:

@@ -71,10 +71,12 @@ def _lookup(env_file: Path) -> tuple[Lookup, bool]:
 def _without_env_file(result: Result) -> Result:
     if result.status != "ok":
         return result
-    return dataclasses.replace(result, message=f"{result.message}, from the environment alone (.env unreadable)")
+    message = f"{result.message}, from the environment alone (.env unreadable)"
+    problem = dataclasses.replace(result.problem, message=message)
+    return dataclasses.replace(result, problem=problem)
 
 
-async def _network_checks(settings: Settings | None, invalid: Collection[str], seconds: float) -> list[Result]:
+async def _network_checks(settings: Settings, invalid: Collection[str], seconds: float) -> list[Result]:
     checks: dict[str, Callable[[Settings], Awaitable[list[Result]]]] = {
         "port": lambda s: asyncio.to_thread(check_port, s),
         "database": lambda s: check_database(s, seconds=seconds),
@@ -84,8 +86,8 @@ async def _network_checks(settings: Settings | None, invalid: Collection[str], s
     skipped: dict[str, list[Result]] = {}
     for name, run in checks.items():
         broken = [setting for setting in _NEEDS[name] if setting in invalid]
-        if settings is None or broken:
-            skipped[name] = [_skipped(name, broken or ["the settings"])]
+        if broken:
+            skipped[name] = [_skipped(name, broken)]
         else:
             pending[name] = run(settings)
     done = dict(zip(pending, await asyncio.gather(*pending.values()), strict=True))

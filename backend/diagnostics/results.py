@@ -1,8 +1,10 @@
 """What a check finds: a `Result` per finding, and its rendering as text or JSON.
 
-A result has a status (ok, warn, fail), a stable code (docs/troubleshooting.md
-explains each), a one-line message with secrets already masked, and the fix.
-Warnings never fail a report; one failure does.
+A result is a `Problem` (backend/problems.py: a stable code that
+docs/troubleshooting.md explains, a one-line message with secrets already
+masked, and the fix) with the check's name and a status: ok, warn or fail.
+An ok result's problem is only its message, under the code OK. Warnings never
+fail a report; one failure does.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from typing import Final, Literal
+
+from backend.problems import Problem, ReadsProblem
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -27,29 +31,36 @@ _COLOURS: Final = {"ok": "32", "warn": "33", "fail": "31"}
 
 
 @dataclasses.dataclass(frozen=True)
-class Result:
+class Result(ReadsProblem):
     """One finding of one check (`check` names it: python, env_file, database, ...)."""
 
     check: str
     status: Status
-    code: str
-    message: str
-    fix: str = ""
+    problem: Problem
+
+    @property
+    def code(self) -> str:
+        return self.problem.code
 
     def as_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
+        return {"check": self.check, "status": self.status, "code": self.code, "message": self.message, "fix": self.fix}
 
 
 def ok(check: str, message: str) -> Result:
-    return Result(check, "ok", OK_CODE, message)
+    return Result(check, "ok", Problem(OK_CODE, message))
 
 
 def warn(check: str, *, code: str, message: str, fix: str) -> Result:
-    return Result(check, "warn", code, message, fix)
+    return Result(check, "warn", Problem(code, message, fix))
 
 
 def fail(check: str, *, code: str, message: str, fix: str) -> Result:
-    return Result(check, "fail", code, message, fix)
+    return Result(check, "fail", Problem(code, message, fix))
+
+
+def found(check: str, problem: Problem, status: Status = "fail") -> Result:
+    """A problem raised or collected elsewhere (a setting, a database error), as a row of this check."""
+    return Result(check, status, problem)
 
 
 def is_secret_name(name: str) -> bool:
