@@ -28,7 +28,7 @@ import nox
 nox.needs_version = ">=2026.10"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["tests", "lint", "typecheck", "interop", "browser", "frontend", "onboarding"]
+nox.options.sessions = ["tests", "pgbouncer", "lint", "typecheck", "interop", "browser", "frontend", "onboarding"]
 
 # uv installs without compiling bytecode; where PYTHONDONTWRITEBYTECODE is set
 # (as on our CI machine) every server and `inv` command the tests start would
