@@ -4,9 +4,10 @@ With WORKERS > 1 the parent's own startup has connected and migrated before
 Hypercorn's process manager starts the workers; a worker can still fail for
 good at its start (the password was rotated, the database dropped, in
 between). The manager sees only exit statuses, so such a worker writes its
-error line to a folder the parent made, then exits 1; the manager stops the
-other workers, and the parent prints the line once and exits 1, as a single
-process would. The first failure wins: workers usually fail alike.
+error's code and message to a folder the parent made, then exits 1; the
+manager stops the other workers, and the parent raises `WorkerStartError`,
+which backend/server.py reports once, as a single process's failed start.
+The first failure wins: workers usually fail alike.
 
 The workers find the folder by its name under the temporary directory they
 share with the parent (the environment, TMPDIR included, is inherited): a
@@ -16,19 +17,30 @@ which splits on colons.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Final
 
+from backend.errors import AppError
+
 _PREFIX: Final = "todo-workers-"
 _NAME: Final = re.compile(rf"{_PREFIX}[A-Za-z0-9_]+")
 _FIRST: Final = "first"
 
 
+class WorkerStartError(Exception):
+    """A worker's failed start, as its parent reports it: the worker's error code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
 class WorkerFailures:
-    """The folder where the first worker to fail at startup leaves its error line."""
+    """The folder where the first worker to fail at startup leaves its error."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -49,20 +61,21 @@ class WorkerFailures:
     def name(self) -> str:
         return self.folder.name
 
-    def record(self, line: str) -> None:
-        """Keep `line` unless another worker's failure came first."""
+    def record(self, error: AppError) -> None:
+        """Keep `error` unless another worker's failure came first."""
         try:
             with (self.folder / _FIRST).open("x", encoding="utf-8") as file:
-                file.write(line)
+                json.dump({"code": error.code, "message": str(error)}, file)
         except FileExistsError:
             pass
 
-    def first(self) -> str | None:
-        """The first worker's error line, or None when no worker failed at startup."""
+    def first(self) -> WorkerStartError | None:
+        """The first worker's failed start, or None when no worker failed at startup."""
         try:
-            return (self.folder / _FIRST).read_text(encoding="utf-8")
+            found = json.loads((self.folder / _FIRST).read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
+        return WorkerStartError(found["code"], found["message"])
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

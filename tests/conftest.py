@@ -146,9 +146,9 @@ def settings(database_url: str, jwks: JWKSServer) -> Settings:
 
 async def wait_ready(app: Starlette, seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds
-    while not app.state.ready:
-        if app.state.fatal is not None:
-            raise AssertionError(f"app failed to start: {app.state.fatal}")
+    while not app.state.backend.startup.ready:
+        if app.state.backend.startup.error is not None:
+            raise AssertionError(f"app failed to start: {app.state.backend.startup.error}")
         if time.monotonic() > deadline:
             raise AssertionError("app not ready in time")
         await asyncio.sleep(0.01)
@@ -160,7 +160,7 @@ async def app(settings: Settings) -> AsyncIterator[Starlette]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         await wait_ready(application)
-        await application.state.db.execute("DELETE FROM tasks")
+        await application.state.backend.db.execute("DELETE FROM tasks")
         yield application
 
 

@@ -88,9 +88,9 @@ def assert_provider_unavailable(response: httpx.Response, *, retry: bool = True,
 
 async def use_key_cache(app: Starlette, settings: Settings, url: str = "", **options: float) -> KeyCache:
     """Give the app a fresh verifier whose KeyCache has these options (the lifespan closes it)."""
-    await app.state.verifier.aclose()
+    await app.state.backend.verifier.aclose()
     keys = KeyCache(url or settings.jwks_url, **options)
-    app.state.verifier = TokenVerifier(settings, keys=keys)
+    app.state.backend.verifier = TokenVerifier(settings, keys=keys)
     return keys
 
 
@@ -100,8 +100,8 @@ async def running_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         async with asyncio.timeout(10):
-            while not application.state.ready:
-                assert application.state.fatal is None, application.state.fatal
+            while not application.state.backend.startup.ready:
+                assert application.state.backend.startup.error is None, application.state.backend.startup.error
                 await asyncio.sleep(0.01)
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
