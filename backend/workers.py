@@ -46,7 +46,7 @@ def run_workers(config: Config, workers: int, overrides: Mapping[str, str], *, r
     config.use_reloader = reload
     failures = WorkerFailures.create()
     try:
-        config.application_path = f"backend.workers:worker_app({failures.name!r}, {_encode(overrides)!r})"
+        config.application_path = f"backend.workers:worker_app({failures.name!r}, {encode_overrides(overrides)!r})"
         status = run(config)
         failure = failures.first()
     finally:
@@ -64,7 +64,7 @@ def worker_app(failures: str, overrides: str) -> ASGIApp:
     """The app of one worker process; a permanent failure at its start ends the worker (and so all of them)."""
     folder = WorkerFailures.named(failures)
     try:
-        settings = Launch(overrides=_decode(overrides)).settings()  # afresh: `.env` may have changed
+        settings = Launch(overrides=decode_overrides(overrides)).settings()  # afresh: `.env` may have changed
     except SettingsError as error:
         _end_worker(folder, error)
     configure_logging(settings.log_level)
@@ -99,10 +99,11 @@ def _end_worker(failures: WorkerFailures, error: AppError) -> NoReturn:
     os._exit(1)
 
 
-def _encode(overrides: Mapping[str, str]) -> str:
+def encode_overrides(overrides: Mapping[str, str]) -> str:
+    """`overrides` as a string without colons, for Hypercorn's application path."""
     return base64.urlsafe_b64encode(json.dumps(dict(overrides)).encode()).decode()
 
 
-def _decode(encoded: str) -> dict[str, str]:
+def decode_overrides(encoded: str) -> dict[str, str]:
     decoded: dict[str, str] = json.loads(base64.urlsafe_b64decode(encoded))
     return decoded
