@@ -104,7 +104,7 @@ class Server:
             return cls(settings, [socket.socket(fileno=fd) for fd in launch.inherited], launch)
         bind = bind_free_port if launch.auto_port else bind_sockets
         server = cls(settings, bind(settings.hosts, settings.port), launch)
-        server.hint_for_newcomers()
+        server._hint_for_newcomers()
         return server
 
     def __enter__(self) -> Server:
@@ -123,11 +123,11 @@ class Server:
             stop_when_orphaned()
         serve_http1_only()
         if self.settings.workers > 1 or self.launch.reload:
-            return self.run_workers()
+            return self._run_workers()
         _run(self.serve_here(self.sockets))
         return 0
 
-    def run_workers(self) -> int:
+    def _run_workers(self) -> int:
         """Serve here until connected and migrated, then hand the sockets to Hypercorn's process manager.
 
         Each worker builds its own app; its startup finds the schema current.
@@ -168,7 +168,7 @@ class Server:
         if at_once or await startup.watch() is None:
             await log_auth_check(self.settings)
 
-    def hint_for_newcomers(self) -> None:
+    def _hint_for_newcomers(self) -> None:
         """In development on this machine: how to see the API answer (README's first request, the demo page)."""
         if self.settings.is_production or not any(is_loopback_host(host) for host in self.settings.hosts):
             return

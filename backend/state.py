@@ -50,6 +50,8 @@ class Startup:
 
 @dataclasses.dataclass
 class AppState:
+    """Everything the app keeps for its requests; made by `create_app`, closed by its lifespan."""
+
     settings: Settings
     db: Database
     verifier: TokenVerifier
