@@ -45,22 +45,29 @@ def run(
     Exit status: 0 after a clean stop, 1 when the server cannot start (one line
     names the cause and the fix), 2 for a bad option value.
     """
+    from backend.errors import SettingsError
+    from backend.launch import Launch
     from backend.logs import configure_logging
     from backend.server import serve
 
     auto = port is not None and port.lower() == "auto"
-    overrides = {"PORT": None if auto or port is None else _port_option(port), "HOST": host, "WORKERS": workers}
+    options = {"PORT": None if auto or port is None else _port_option(port), "HOST": host, "WORKERS": workers}
+    overrides = {name: value for name, value in options.items() if value is not None}
     for name, value in overrides.items():
-        if value is not None and name != "PORT":
+        if name != "PORT":
             _check_option(name, value)
-    findings = _fast_findings()  # before the overrides: they are not `.env` values shadowed by the environment
-    # Through the environment, so worker processes (--workers, --reload) read the same settings.
-    os.environ.update({name: value for name, value in overrides.items() if value is not None})
-    settings = _settings()
+    launch = Launch(overrides=overrides, auto_port=auto, reload=reload)
+    findings = _fast_findings()
+    try:
+        settings = launch.settings()
+    except SettingsError as error:
+        raise _failure(error) from None
     configure_logging(settings.log_level)
     for finding in findings:
         logging.getLogger("tasks").warning("%s: %s (fix: %s)", finding.code, finding.message, finding.fix)
-    sys.exit(serve(settings, auto_port=auto, reload=reload))
+    status = serve(settings, launch)  # it printed the cause of a failed start
+    if status:
+        raise Exit(code=status)
 
 
 @task(

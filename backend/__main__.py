@@ -1,4 +1,4 @@
-"""`python -m backend`: serve with the settings from the environment and `.env`."""
+"""`python -m backend`: serve with the settings from the environment and `.env` (backend/server.py)."""
 
 from __future__ import annotations
 

@@ -43,6 +43,7 @@ from backend.errors import ServiceUnavailableError, UnauthorizedError, quoted
 from backend.jwks import KeyCache
 from backend.keyset import ProviderUnavailableError, VerificationKey
 from backend.settings import Settings
+from backend.state import app_state
 from backend.tokencache import VerifiedToken, VerifiedTokens
 
 # Better Auth puts the whole user record in its token, `image` included: a
@@ -225,9 +226,8 @@ async def authenticate(request: Request) -> Principal:
     # RFC 7235: the scheme is case-insensitive.
     if scheme.lower() != "bearer" or not token or " " in token:
         raise UnauthorizedError("The Authorization header must be: Bearer <token>", oauth_error="invalid_request")
-    verifier: TokenVerifier = request.app.state.verifier
     # A rejection is logged (reason only, never the token) by the problem handler.
-    return await verifier.verify(token)
+    return await app_state(request.app).verifier.verify(token)
 
 
 def _missing_detail(request: Request) -> str:

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute
 from backend import __version__
 from backend.routing import ApiRoute, JSONResponse, Operation
 from backend.schemas import Problem
+from backend.state import app_state
 
 _REF: Final = "#/components/schemas/{name}"
 
@@ -123,9 +124,10 @@ def _responses(operation: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
 
 
 async def openapi(request: Request) -> Response:
-    document = request.app.state.openapi
-    if document is None:
-        document = request.app.state.openapi = build_openapi(request.app.routes)
+    state = app_state(request.app)
+    if state.openapi is None:
+        state.openapi = build_openapi(request.app.routes)
+    document = state.openapi
     return JSONResponse(document)
 
 

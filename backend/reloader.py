@@ -2,7 +2,10 @@
 
 This process keeps the listening sockets (bound and checked by
 backend/server.py) for its whole life and hands them to each child, so the
-port is never released and never taken by someone else in between. It polls
+port is never released and never taken by someone else in between. The child
+is `python -m backend` with what it needs as arguments: the descriptors of
+those sockets and the command line's setting overrides (backend/launch.py);
+it serves like any other server, on sockets it does not bind. It polls
 the modification times of backend/**/*.py and the `.env` file; on a change it
 stops the child with SIGTERM (a graceful stop) and starts a fresh one, which
 imports the code anew. A child that cannot start (a syntax error, a database
@@ -29,19 +32,19 @@ import time
 from pathlib import Path
 from typing import Final
 
-from backend.settings import ENV_FILE, ROOT, Settings
+from backend.settings import ENV_FILE, ROOT
 
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS: Final = 0.5
 STOP_MARGIN_SECONDS: Final = 5.0
 
-# The child: serve on the inherited sockets whose descriptors are its arguments.
-_CHILD: Final = "import sys; from backend.server import serve_inherited; sys.exit(serve_inherited(sys.argv[1:]))"
 
+def serve_reloading(sockets: list[socket.socket], arguments: list[str], grace: float) -> int:
+    """Serve until SIGINT/SIGTERM, restarting the server on every change; the last child's exit status.
 
-def serve_reloading(settings: Settings, sockets: list[socket.socket]) -> int:
-    """Serve until SIGINT/SIGTERM, restarting the server on every change; the last child's exit status."""
+    `arguments`: the child's, after `python -m backend`; `grace`: its GRACEFUL_TIMEOUT.
+    """
     stop = threading.Event()
     for name in ("SIGINT", "SIGTERM"):
         signal.signal(getattr(signal, name), lambda *_: stop.set())
@@ -50,7 +53,7 @@ def serve_reloading(settings: Settings, sockets: list[socket.socket]) -> int:
     status = 0
     try:
         while not stop.is_set():
-            status = _serve_until_change(settings, sockets, stop)
+            status = _serve_until_change(sockets, arguments, grace + STOP_MARGIN_SECONDS, stop)
     finally:
         for sock in sockets:
             sock.close()
@@ -58,17 +61,18 @@ def serve_reloading(settings: Settings, sockets: list[socket.socket]) -> int:
     return status
 
 
-def _serve_until_change(settings: Settings, sockets: list[socket.socket], stop: threading.Event) -> int:
+def _serve_until_change(
+    sockets: list[socket.socket], arguments: list[str], stop_timeout: float, stop: threading.Event
+) -> int:
     seen = _modification_times()
-    fds = [str(sock.fileno()) for sock in sockets]
     child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-c", _CHILD, *fds],
+        [sys.executable, "-m", "backend", *arguments],
         cwd=ROOT,
         pass_fds=[sock.fileno() for sock in sockets],
         start_new_session=True,
     )
     changed = _wait_for_change(seen, stop, child)
-    status = _stop(child, settings.graceful_timeout + STOP_MARGIN_SECONDS)
+    status = _stop(child, stop_timeout)
     if changed is None and not stop.is_set():  # the child exited by itself
         logger.error("The server exited with status %d; it restarts when backend/ or .env changes", status)
         changed = _wait_for_change(seen, stop, None)

@@ -1,56 +1,63 @@
-"""Serving with Hypercorn: sockets first, then the app; named errors, clean exits.
+"""Serving with Hypercorn: one `Server` owns the sockets, the startup's outcome and the mode.
 
-The listening sockets are opened here, before the app starts, so a busy port
-is reported with the process that holds it before the database is touched
-(Hypercorn itself binds only after the app's startup, and lets a busy port
-escape as a raw OSError). Hypercorn is handed these sockets as they are, not
-as `fd://` binds: on those it sets SO_REUSEADDR, which on Windows would meet
-the SO_EXCLUSIVEADDRUSE of our bind (the two options exclude each other).
-Every Config attribute is set explicitly: `Config.from_mapping` silently
-ignores misspelt keys. Every connection is HTTP/1.1 (backend/http1.py):
-HTTP/2 belongs behind a TLS-terminating proxy.
+`serve` is the one way in (`python -m backend`, `inv run`, the reloader's
+child): it reads the settings with the launch's overrides (backend/launch.py),
+binds, and runs the `Server` in one of three modes, chosen in `Server.run`:
 
-With WORKERS > 1 the parent process first serves the app itself, on
-duplicates of the same sockets, until its startup has connected and migrated:
-the port answers from the first moment (/health 200, /ready and the API 503)
-and a permanent failure stops the server with its named cause, once. Then
-Hypercorn's process manager starts the workers on the original sockets;
-connections that arrive in between wait in the listen backlog. A worker that
-still fails for good at its start stops them all, and the parent prints the
-cause once (backend/worker_failure.py).
+- `--reload`: a parent that holds the sockets and restarts a child server on
+  every change (backend/reloader.py);
+- WORKERS > 1: this process serves the app itself, on duplicates of the same
+  sockets, until its startup has connected and migrated: the port answers from
+  the first moment (/health 200, /ready and the API 503) and a permanent
+  failure stops the server with its named cause, once. Then Hypercorn's
+  process manager starts the workers on the original sockets
+  (backend/workers.py); connections that arrive in between wait in the listen
+  backlog;
+- otherwise the app is served in this process.
+
+The listening sockets are opened before the app starts, so a busy port is
+reported with the process that holds it before the database is touched
+(Hypercorn binds only after the app's startup, and lets a busy port escape as
+a raw OSError). Hypercorn is handed these sockets as they are, not as `fd://`
+binds: on those it sets SO_REUSEADDR, which on Windows would meet the
+SO_EXCLUSIVEADDRUSE of our bind (the two options exclude each other). Every
+Config attribute is set explicitly: `Config.from_mapping` silently ignores
+misspelt keys. Every connection is HTTP/1.1 (backend/http1.py): HTTP/2
+belongs behind a TLS-terminating proxy.
 
 Shutdown: the first SIGINT/SIGTERM stops accepting and gives the requests in
 flight GRACEFUL_TIMEOUT seconds; a second one exits at once (status 1).
 Exit status: 0 after a clean shutdown, 1 when the server cannot start (the
-cause is printed as one line with its fix) or was forced to stop.
+cause is printed as one line with its fix, by `serve` only) or was forced to stop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Coroutine
-from typing import Any, Final, NoReturn, TypeVar, cast
+from collections.abc import Coroutine, Sequence
+from types import TracebackType
+from typing import Any, Final, TypeVar, cast
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config, Sockets
 from hypercorn.typing import ASGIFramework
-from starlette.applications import Starlette
 
 from backend.app import create_app
 from backend.diagnostics.auth_check import log_auth_check
 from backend.diagnostics.port_check import listen_error
 from backend.diagnostics.ports import HIGHEST_PORT, NoFreePortError, open_listener, port_holders, usable_hosts
-from backend.errors import AppError, PortInUseError, SettingsError, report_line
+from backend.errors import AppError, PortInUseError, report_line
 from backend.http1 import serve_http1_only
+from backend.launch import Launch
 from backend.logs import configure_logging
-from backend.settings import Settings, is_loopback_host, load_settings
-from backend.worker_failure import WorkerFailures
+from backend.reloader import serve_reloading, stop_when_orphaned
+from backend.settings import Settings, is_loopback_host
+from backend.state import Startup, app_state
 
 logger = logging.getLogger(__name__)
 
@@ -59,78 +66,122 @@ AUTO_PORT_ATTEMPTS: Final = 100
 T = TypeVar("T")
 
 
-def main() -> int:
-    """`python -m backend`: load settings, bind, serve until a signal."""
-    settings = _settings_or_report()
-    return 1 if settings is None else serve(settings)
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m backend`: serve with the settings from the environment and `.env` until a signal."""
+    return serve(launch=Launch.from_argv(sys.argv[1:] if argv is None else argv))
 
 
-def _settings_or_report() -> Settings | None:
-    """The settings with logging configured, or None once every problem is reported."""
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        report(error)
-        return None
-    configure_logging(settings.log_level)
-    return settings
+def serve(settings: Settings | None = None, launch: Launch | None = None) -> int:
+    """Serve until SIGINT/SIGTERM: 0 after a clean stop, 1 when the server cannot start (its cause printed once).
 
-
-def serve(settings: Settings, *, auto_port: bool = False, reload: bool = False) -> int:
-    """Serve until SIGINT/SIGTERM (exit status 0) or a startup failure (1).
-
-    `auto_port`: when PORT is taken, serve on the next port free on every host.
-    `reload`: restart the server when backend/ or `.env` changes (backend/reloader.py).
+    `settings`: as the caller read them (with logging configured), or None to read them with the launch's overrides.
     """
+    launch = launch or Launch()
     try:
-        bind = bind_free_port if auto_port else bind_sockets
-        sockets = bind(settings.hosts, settings.port)
+        if settings is None:
+            settings = launch.settings()
+            configure_logging(settings.log_level)
+        with Server.bind(settings, launch) as server:
+            return server.run()
     except AppError as error:
-        report(error)
+        print(report_line(error), file=sys.stderr)
         return 1
-    _hint_for_newcomers(settings, sockets)
-    if reload and sys.platform != "win32":
-        from backend.reloader import serve_reloading
-
-        return serve_reloading(settings, sockets)
-    return _serve_sockets(settings, sockets, reload=reload)
 
 
-def serve_inherited(fds: list[str]) -> int:
-    """A `--reload` child: settings afresh, then serve the listening sockets inherited as descriptors `fds`."""
-    settings = _settings_or_report()
-    if settings is None:
-        return 1
-    from backend.reloader import stop_when_orphaned
+class Server:
+    """A server: its settings, its listening sockets, and how it was launched."""
 
-    stop_when_orphaned()
-    return _serve_sockets(settings, [socket.socket(fileno=int(fd)) for fd in fds])
+    def __init__(self, settings: Settings, sockets: list[socket.socket], launch: Launch) -> None:
+        self.settings = settings
+        self.sockets = sockets
+        self.launch = launch
 
+    @classmethod
+    def bind(cls, settings: Settings, launch: Launch) -> Server:
+        """Listen on every host (a busy port raises here), or take the sockets a reloader handed down."""
+        if launch.inherited:
+            return cls(settings, [socket.socket(fileno=fd) for fd in launch.inherited], launch)
+        bind = bind_free_port if launch.auto_port else bind_sockets
+        server = cls(settings, bind(settings.hosts, settings.port), launch)
+        server._hint_for_newcomers()
+        return server
 
-def _hint_for_newcomers(settings: Settings, sockets: list[socket.socket]) -> None:
-    """In development on this machine: how to see the API answer (README's first request, the demo page)."""
-    if settings.is_production or not any(is_loopback_host(host) for host in settings.hosts):
-        return
-    port = sockets[0].getsockname()[1]
-    logger.info("Try it: `inv token --sub alice`, then curl, or paste the token at http://localhost:%d/dev/", port)
+    def __enter__(self) -> Server:
+        return self
 
-
-def _serve_sockets(settings: Settings, sockets: list[socket.socket], *, reload: bool = False) -> int:
-    try:
-        serve_http1_only()
-    except AppError as error:
-        for sock in sockets:
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        for sock in self.sockets:  # closing twice is harmless: Hypercorn closes those it served
             sock.close()
-        report(error)
-        return 1
-    if settings.workers > 1 or reload:
-        return _serve_workers(settings, sockets, reload=reload)
-    return _run(_serve(settings, sockets))
+
+    def run(self) -> int:
+        """Serve in the launch's mode until a signal: 0 after a clean stop; a failed start raises its cause."""
+        if self.launch.reload and sys.platform != "win32":
+            arguments = self.launch.child([sock.fileno() for sock in self.sockets])
+            return serve_reloading(self.sockets, arguments, self.settings.graceful_timeout)
+        if self.launch.inherited:
+            stop_when_orphaned()
+        serve_http1_only()
+        if self.settings.workers > 1 or self.launch.reload:
+            return self._run_workers()
+        _run(self.serve_here(self.sockets))
+        return 0
+
+    def _run_workers(self) -> int:
+        """Serve here until connected and migrated, then hand the sockets to Hypercorn's process manager.
+
+        Each worker builds its own app; its startup finds the schema current.
+        """
+        from backend.workers import run_workers  # imports Hypercorn's process manager: only in this mode
+
+        # Duplicates: Hypercorn closes the sockets it serves, the originals must stay open for the workers.
+        if not _run(self.serve_here([sock.dup() for sock in self.sockets], until_ready=True)):
+            return 0
+        config = hypercorn_config(self.settings, self.sockets)
+        return run_workers(config, self.settings.workers, self.launch.overrides, reload=self.launch.reload)
+
+    async def serve_here(self, sockets: list[socket.socket], *, until_ready: bool = False) -> bool:
+        """Serve an app in this process until a signal (then False) or its startup's outcome stops it.
+
+        A failed start raises its cause; with `until_ready`, a ready app stops being served and True is returned.
+        """
+        stop = asyncio.Event()
+        _stop_on_signals(stop, self.settings.graceful_timeout)
+        app = create_app(self.settings)
+        startup = app_state(app).startup
+        stopping = asyncio.create_task(_stop_on_outcome(startup, stop, until_ready=until_ready))
+        checking = asyncio.create_task(self._check_auth(startup, at_once=until_ready))
+        config = hypercorn_config(self.settings, sockets)
+        if until_ready:  # only the workers announce "Running on ...": one line per worker
+            config.errorlog = _STARTUP_LOG
+        await hypercorn_serve(cast(ASGIFramework, app), config, shutdown_trigger=stop.wait)
+        if not (stopping.done() and stopping.result()):
+            logger.info("Stopped cleanly")
+            return False
+        if startup.error is not None:
+            raise startup.error
+        await checking  # bounded by the check's own timeout: the workers do not check again
+        return True
+
+    async def _check_auth(self, startup: Startup, *, at_once: bool) -> None:
+        """Say what Better Auth's key URL answers: once ready (it may start after us), or `at_once`."""
+        if at_once or await startup.watch() is None:
+            await log_auth_check(self.settings)
+
+    def _hint_for_newcomers(self) -> None:
+        """In development on this machine: how to see the API answer (README's first request, the demo page)."""
+        if self.settings.is_production or not any(is_loopback_host(host) for host in self.settings.hosts):
+            return
+        port = self.sockets[0].getsockname()[1]
+        logger.info("Try it: `inv token --sub alice`, then curl, or paste the token at http://localhost:%d/dev/", port)
 
 
-def report(error: AppError) -> None:
-    """The one line (or block, for settings) a user sees for a failure."""
-    print(report_line(error), file=sys.stderr)
+async def _stop_on_outcome(startup: Startup, stop: asyncio.Event, *, until_ready: bool) -> bool:
+    """Set `stop` when the startup fails (or, `until_ready`, succeeds) before a signal did; whether it did."""
+    error = await startup.watch()
+    if stop.is_set() or (error is None and not until_ready):
+        return False
+    stop.set()
+    return True
 
 
 def bind_sockets(hosts: tuple[str, ...], port: int) -> list[socket.socket]:
@@ -210,31 +261,6 @@ def hypercorn_config(settings: Settings, sockets: list[socket.socket]) -> Config
     return config
 
 
-async def _serve(settings: Settings, sockets: list[socket.socket]) -> int:
-    stop = asyncio.Event()
-    fatal: list[AppError] = []
-
-    checks: list[asyncio.Task[None]] = []
-
-    def on_fatal(error: AppError) -> None:
-        fatal.append(error)
-        stop.set()
-
-    def on_ready() -> None:  # then say what Better Auth's key URL answers (it may start after us)
-        checks.append(asyncio.create_task(log_auth_check(settings)))
-
-    _stop_on_signals(stop, settings.graceful_timeout)
-    app = create_app(settings, on_fatal=on_fatal, on_ready=on_ready)
-    config = hypercorn_config(settings, sockets)
-    # The same ASGI protocol: Starlette types it with mappings, Hypercorn with TypedDicts.
-    await hypercorn_serve(cast(ASGIFramework, app), config, shutdown_trigger=stop.wait)
-    if fatal:
-        report(fatal[0])
-        return 1
-    logger.info("Stopped cleanly")
-    return 0
-
-
 def _stop_on_signals(stop: asyncio.Event, grace: float) -> None:
     """First SIGINT/SIGTERM: set `stop` (graceful). Second: exit at once."""
     loop = asyncio.get_running_loop()
@@ -264,99 +290,6 @@ def _run(main: Coroutine[Any, Any, T]) -> T:
     import uvloop
 
     return uvloop.run(main)
-
-
-def _serve_workers(settings: Settings, sockets: list[socket.socket], *, reload: bool = False) -> int:
-    """WORKERS > 1 or reload: serve here until connected and migrated, then Hypercorn's process manager.
-
-    Each worker builds its own app; its startup finds the schema current.
-
-    With `reload` (Windows only: elsewhere backend/reloader.py does it),
-    Hypercorn's reloader polls the files of every loaded module each second
-    and restarts the workers on the sockets it keeps open.
-    """
-    from hypercorn.run import run
-
-    status = _run(_serve_until_ready(settings, sockets))
-    if status is not None:
-        for sock in sockets:
-            sock.close()
-        return status
-    config = hypercorn_config(settings, sockets)
-    # Only here: `serve()` in one process warns that it ignores `workers`.
-    config.workers = settings.workers
-    config.use_reloader = reload
-    failures = WorkerFailures.create()
-    try:
-        config.application_path = f"backend.server:worker_app({failures.name!r})"
-        status = run(config)
-        failure = failures.first()
-    finally:
-        failures.remove()
-    if failure is not None:
-        print(failure, file=sys.stderr)  # the worker's `report` line, once
-        return 1
-    if status != 0:
-        logger.error("A worker process exited with status %d; all workers were stopped", status)
-        return 1
-    logger.info("Stopped cleanly")
-    return 0
-
-
-def worker_app(failures: str) -> Starlette:
-    """The app of one worker process (spawned: logging is configured afresh).
-
-    A permanent failure at its start ends the worker; the parent, which made
-    the folder named `failures`, prints the cause (backend/worker_failure.py).
-    """
-    end_worker = functools.partial(_end_worker, WorkerFailures.named(failures))
-    try:
-        settings = load_settings()  # afresh: `.env` may have changed since the parent read it
-    except SettingsError as error:
-        end_worker(error)
-    configure_logging(settings.log_level)
-    serve_http1_only()  # the parent checked it before starting this worker
-    return create_app(settings, on_fatal=end_worker)
-
-
-def _end_worker(failures: WorkerFailures, error: AppError) -> NoReturn:
-    failures.record(report_line(error))
-    logging.shutdown()
-    # At once: this worker never connected, so nothing is lost, and Hypercorn's
-    # manager, which sees only exit statuses, then stops the other workers.
-    os._exit(1)
-
-
-async def _serve_until_ready(settings: Settings, sockets: list[socket.socket]) -> int | None:
-    """Serve the app in this process until its startup is done: None when ready, else the exit status.
-
-    It serves duplicates of the sockets: Hypercorn closes the ones it serves,
-    and the originals must stay open for the workers.
-    """
-    stop = asyncio.Event()
-    outcome: list[AppError | None] = []
-
-    def finish(error: AppError | None = None) -> None:
-        if not stop.is_set():  # after a signal, stopping wins over a late "ready"
-            outcome.append(error)
-            stop.set()
-
-    _stop_on_signals(stop, settings.graceful_timeout)
-    app = create_app(settings, on_fatal=finish, on_ready=finish)
-    config = hypercorn_config(settings, [sock.dup() for sock in sockets])
-    # Only the workers announce "Running on ...": one line per worker, as before.
-    config.errorlog = _STARTUP_LOG
-    checking = asyncio.create_task(log_auth_check(settings))  # the workers do not check again
-    await hypercorn_serve(cast(ASGIFramework, app), config, shutdown_trigger=stop.wait)
-    if not outcome:
-        logger.info("Stopped cleanly")
-        return 0
-    error = outcome[0]
-    if error is not None:
-        report(error)
-        return 1
-    await checking  # bounded by the check's own timeout
-    return None
 
 
 _STARTUP_LOG = logging.getLogger("hypercorn.startup")

@@ -4,9 +4,10 @@ With WORKERS > 1 the parent's own startup has connected and migrated before
 Hypercorn's process manager starts the workers; a worker can still fail for
 good at its start (the password was rotated, the database dropped, in
 between). The manager sees only exit statuses, so such a worker writes its
-error line to a folder the parent made, then exits 1; the manager stops the
-other workers, and the parent prints the line once and exits 1, as a single
-process would. The first failure wins: workers usually fail alike.
+error's code and message to a folder the parent made, then exits 1; the
+manager stops the other workers, and the parent raises it again (an
+`AppError` with the worker's code), which backend/server.py reports once, as a single process's failed start.
+The first failure wins: workers usually fail alike.
 
 The workers find the folder by its name under the temporary directory they
 share with the parent (the environment, TMPDIR included, is inherited): a
@@ -16,11 +17,14 @@ which splits on colons.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Final
+
+from backend.errors import AppError
 
 _PREFIX: Final = "todo-workers-"
 _NAME: Final = re.compile(rf"{_PREFIX}[A-Za-z0-9_]+")
@@ -28,7 +32,7 @@ _FIRST: Final = "first"
 
 
 class WorkerFailures:
-    """The folder where the first worker to fail at startup leaves its error line."""
+    """The folder where the first worker to fail at startup leaves its error."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -49,20 +53,22 @@ class WorkerFailures:
     def name(self) -> str:
         return self.folder.name
 
-    def record(self, line: str) -> None:
-        """Keep `line` unless another worker's failure came first."""
+    def record(self, error: AppError) -> None:
+        """Keep `error` unless another worker's failure came first."""
         try:
             with (self.folder / _FIRST).open("x", encoding="utf-8") as file:
-                file.write(line)
+                problem = error.problem
+                json.dump({"code": problem.code, "message": problem.message, "fix": problem.fix}, file)
         except FileExistsError:
             pass
 
-    def first(self) -> str | None:
-        """The first worker's error line, or None when no worker failed at startup."""
+    def first(self) -> AppError | None:
+        """The first worker's failed start, or None when no worker failed at startup."""
         try:
-            return (self.folder / _FIRST).read_text(encoding="utf-8")
+            found = json.loads((self.folder / _FIRST).read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
+        return AppError(found["message"], found["fix"], code=found["code"])
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

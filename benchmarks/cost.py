@@ -127,9 +127,15 @@ def _cpu_per_request(tree: Path, args: Sequence[str]) -> float:
 @contextlib.asynccontextmanager
 async def _started(app: Starlette) -> AsyncIterator[None]:
     async with app.router.lifespan_context(app):
-        while not app.state.ready:  # noqa: ASYNC110 - the app exposes a flag, not an event
+        while not _ready(app):  # noqa: ASYNC110 - polled the same way in every tree measured
             await asyncio.sleep(0.01)
         yield
+
+
+def _ready(app: Starlette) -> bool:
+    # backend/state.py's AppState; trees before it kept a loose `ready` flag on app.state.
+    state = getattr(app.state, "backend", None)
+    return bool(app.state.ready if state is None else state.startup.ready)
 
 
 async def _measure(app: Starlette, request: Request, opts: argparse.Namespace) -> None:

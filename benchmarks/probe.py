@@ -67,6 +67,7 @@ class _Timed:
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self.state = getattr(app, "state", None)  # the server waits on the app's startup there (backend/state.py)
         self._sampler: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Any) -> None:

@@ -114,7 +114,7 @@ async def app(settings: Settings) -> AsyncIterator[Starlette]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         await wait_ready(application)
-        await application.state.db.execute("DELETE FROM tasks")
+        await application.state.backend.db.execute("DELETE FROM tasks")
         yield application
 
 

@@ -49,7 +49,7 @@ async def test_trailing_slash_is_a_404_naming_the_path_not_a_redirect_to_the_hos
     assert problem["code"] == "NOT_FOUND"
     assert problem["detail"] == (f"No route matches {path!r}; without the trailing slash it is {path.rstrip('/')!r}")
     assert "evil.example" not in response.text
-    rows = await app.state.db.fetch_all("SELECT title, completed FROM tasks")
+    rows = await app.state.backend.db.fetch_all("SELECT title, completed FROM tasks")
     assert [(row["title"], bool(row["completed"])) for row in rows] == [("kept", False)]
 
 

@@ -20,7 +20,7 @@ async def post(client: httpx.AsyncClient, headers: dict[str, str], content: Any,
 
 
 async def count_tasks(app: Starlette) -> int:
-    return int(await app.state.db.fetch_val("SELECT COUNT(*) FROM tasks"))
+    return int(await app.state.backend.db.fetch_val("SELECT COUNT(*) FROM tasks"))
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 
 
 async def snapshot(app: Starlette) -> list[dict[str, Any]]:
-    rows = await app.state.db.fetch_all("SELECT * FROM tasks ORDER BY id")
+    rows = await app.state.backend.db.fetch_all("SELECT * FROM tasks ORDER BY id")
     return [dict(row._mapping) for row in rows]
 
 

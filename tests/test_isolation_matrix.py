@@ -79,7 +79,7 @@ def bodies(operation: Operation) -> list[dict[str, Any] | None]:
 
 
 async def rows(app: Starlette) -> list[dict[str, Any]]:
-    result = await app.state.db.fetch_all("SELECT * FROM tasks ORDER BY id")
+    result = await app.state.backend.db.fetch_all("SELECT * FROM tasks ORDER BY id")
     return [dict(row._mapping) for row in result]
 
 

@@ -41,7 +41,7 @@ async def columns(db: Database) -> set[str]:
 
 
 async def test_migrated_schema_matches_the_table_definitions(app: Starlette) -> None:
-    assert await columns(app.state.db) == {column.name for column in tasks.columns}
+    assert await columns(app.state.backend.db) == {column.name for column in tasks.columns}
 
 
 async def test_versions_are_increasing_and_unique() -> None:
@@ -52,7 +52,7 @@ async def test_versions_are_increasing_and_unique() -> None:
 
 
 async def test_second_apply_applies_nothing(app: Starlette) -> None:
-    db: Database = app.state.db
+    db: Database = app.state.backend.db
 
     assert await apply_migrations(db) == []
     assert await current_version(db) == LATEST_VERSION

@@ -52,7 +52,7 @@ async def test_every_statement_the_api_prepares_carries_a_name_of_our_own(
         await http.patch(f"{task}/complete", json={"completed": False}, headers=alice)
         await http.delete(task, headers=alice)
         await http.get("/ready")
-    db: Database = one_connection_app.state.db
+    db: Database = one_connection_app.state.backend.db
     names = [row["name"] for row in await db.fetch_all("SELECT name FROM pg_prepared_statements ORDER BY name")]
 
     assert len(names) >= 8

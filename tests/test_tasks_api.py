@@ -25,7 +25,7 @@ async def create(
 
 
 async def stored(app: Starlette, task_id: int) -> dict[str, Any] | None:
-    row = await app.state.db.fetch_one(
+    row = await app.state.backend.db.fetch_one(
         "SELECT user_id, title, description, completed FROM tasks WHERE id = :id", {"id": task_id}
     )
     return None if row is None else {**dict(row._mapping), "completed": bool(row["completed"])}

@@ -205,7 +205,7 @@ async def test_attack_on_a_task_route_changes_nothing(
     response = await client.post("/api/alice/tasks", json={"title": "forged"}, headers=bearer(token))
 
     assert response.status_code == 401
-    assert await app.state.db.fetch_val("SELECT COUNT(*) FROM tasks") == 0
+    assert await app.state.backend.db.fetch_val("SELECT COUNT(*) FROM tasks") == 0
 
 
 # -- the Authorization header: scheme case, emptiness, duplicates -------------------------------

@@ -43,10 +43,10 @@ async def use_verifier(
     app: Starlette, settings: Settings, *, clock: Clock | None = None, size: int = 4096, **key_options: float
 ) -> TokenVerifier:
     """Give the app a fresh verifier with this clock, cache size and key-cache options (the lifespan closes it)."""
-    await app.state.verifier.aclose()
+    await app.state.backend.verifier.aclose()
     keys = KeyCache(settings.jwks_url, **key_options)
     verifier = TokenVerifier(dataclasses.replace(settings, token_cache_size=size), keys=keys, clock=clock or time.time)
-    app.state.verifier = verifier
+    app.state.backend.verifier = verifier
     return verifier
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from backend.errors import PortInUseError
 from backend.worker_failure import WorkerFailures
 
 
@@ -13,10 +14,12 @@ def test_first_failure_wins_and_the_parent_reads_it() -> None:
         worker = WorkerFailures.named(parent.name)
         assert parent.first() is None
 
-        worker.record("error DB_AUTH_FAILED: first")
-        worker.record("error DB_AUTH_FAILED: second")
+        worker.record(PortInUseError("first"))
+        worker.record(PortInUseError("second"))
 
-        assert parent.first() == "error DB_AUTH_FAILED: first"
+        first = parent.first()
+        assert first is not None
+        assert (first.code, str(first)) == ("PORT_IN_USE", "first")
     finally:
         parent.remove()
     assert not parent.folder.exists()

@@ -6,11 +6,12 @@ from starlette.requests import Request
 
 from backend.database import Database
 from backend.errors import ServiceUnavailableError
+from backend.state import app_state
 
 
 def database_or_503(request: Request) -> Database:
     """The application's database, or a 503 while startup has not finished."""
-    if not request.app.state.ready:
+    state = app_state(request.app)
+    if not state.startup.ready:
         raise ServiceUnavailableError("The service is starting and its database is not ready yet; retry shortly")
-    db: Database = request.app.state.db
-    return db
+    return state.db

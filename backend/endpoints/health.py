@@ -11,6 +11,7 @@ from backend.migrations import LATEST_VERSION, current_version
 from backend.routing import ApiRoute, JSONResponse, Operation
 from backend.schemas import Check, Health, Readiness
 from backend.settings import Settings
+from backend.state import app_state
 
 _HEALTHY = Health("ok")
 _KINDS = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
@@ -21,9 +22,8 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    db: Database = request.app.state.db
-    settings: Settings = request.app.state.settings
-    checks = await _checks(db, request.app.state.ready, _where(db, settings))
+    state = app_state(request.app)
+    checks = await _checks(state.db, state.startup.ready, _where(state.db, state.settings))
     ok = all(check.ok for check in checks)
     status = Readiness("ready" if ok else "not_ready", checks)
     headers = {} if ok else {"Retry-After": "2"}

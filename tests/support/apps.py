@@ -20,9 +20,10 @@ from tests.support.tokens import AUTH_URL, SECRET
 
 async def wait_ready(app: Starlette, seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds
-    while not app.state.ready:
-        if app.state.fatal is not None:
-            raise AssertionError(f"app failed to start: {app.state.fatal}")
+    startup = app.state.backend.startup
+    while not startup.ready:
+        if startup.error is not None:
+            raise AssertionError(f"app failed to start: {startup.error}")
         if time.monotonic() > deadline:
             raise AssertionError("app not ready in time")
         await asyncio.sleep(0.01)

@@ -122,7 +122,7 @@ def assert_provider_unavailable(response: httpx.Response, *, retry: bool = True,
 
 async def use_key_cache(app: Starlette, settings: Settings, url: str = "", **options: float) -> KeyCache:
     """Give the app a fresh verifier whose KeyCache has these options (the lifespan closes it)."""
-    await app.state.verifier.aclose()
+    await app.state.backend.verifier.aclose()
     keys = KeyCache(url or settings.jwks_url, **options)
-    app.state.verifier = TokenVerifier(settings, keys=keys)
+    app.state.backend.verifier = TokenVerifier(settings, keys=keys)
     return keys
