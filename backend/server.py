@@ -50,7 +50,14 @@ from hypercorn.typing import ASGIFramework
 from backend.app import create_app
 from backend.diagnostics.auth_check import log_auth_check
 from backend.diagnostics.port_check import listen_error
-from backend.diagnostics.ports import HIGHEST_PORT, NoFreePortError, open_listener, port_holders, usable_hosts
+from backend.diagnostics.ports import (
+    HIGHEST_PORT,
+    NoFreePortError,
+    host_port,
+    open_listener,
+    port_holders,
+    usable_hosts,
+)
 from backend.errors import AppError, PortInUseError, report_line
 from backend.http1 import serve_http1_only
 from backend.launch import Launch
@@ -214,10 +221,6 @@ def bind_free_port(hosts: tuple[str, ...], start: int) -> list[socket.socket]:
     raise NoFreePortError(start, min(start + AUTO_PORT_ATTEMPTS, HIGHEST_PORT + 1) - 1, hosts)
 
 
-def _shown(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _listen(host: str, port: int) -> socket.socket:
     try:
         return open_listener(host, port)
@@ -245,7 +248,7 @@ class _BoundConfig(Config):
 
 def hypercorn_config(settings: Settings, sockets: list[socket.socket]) -> Config:
     config = _BoundConfig(sockets)
-    config.bind = [_shown(*sock.getsockname()[:2]) for sock in sockets]
+    config.bind = [host_port(*sock.getsockname()[:2]) for sock in sockets]
     config.worker_class = "asyncio" if sys.platform == "win32" else "uvloop"
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")

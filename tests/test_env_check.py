@@ -59,15 +59,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A loopback port whose listener never accepts: the kernel completes the handshake, nobody answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(8)
-        yield int(sock.getsockname()[1])
-
-
-@pytest.fixture
 def held_port() -> Iterator[tuple[int, int]]:
     """(port, pid) of a child process listening on 127.0.0.1."""
     port = free_port()

@@ -155,9 +155,7 @@ def test_inv_run_on_a_port_held_by_another_program_in_this_checkout_names_it(hel
     result = inv("run", env=env)
 
     assert result.returncode == 1
-    assert result.stderr.startswith(
-        f"error PORT_IN_USE: Cannot listen on 127.0.0.1:{port}: address already in use by pid {pid} ("
-    )
+    assert result.stderr.startswith(f"error PORT_IN_USE: port {port} on 127.0.0.1 is in use by pid {pid} (")
 
 
 # Windows: WinError 10048 (in use) and 10013 (reserved by Hyper-V, WSL or Docker)
@@ -231,9 +229,7 @@ def test_server_on_a_windows_port_in_use_names_winerror_10048(
         bind_sockets(("127.0.0.1",), port)
 
     assert raised.value.code == "PORT_IN_USE"
-    assert str(raised.value).startswith(
-        f"Cannot listen on 127.0.0.1:{port}: address already in use (WinError 10048) by pid {pid} ("
-    )
+    assert str(raised.value).startswith(f"port {port} on 127.0.0.1 is in use (WinError 10048) by pid {pid} (")
 
 
 def test_port_auto_moves_past_a_windows_reserved_port(fail_binds: Callable[[int, int], None]) -> None:

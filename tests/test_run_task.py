@@ -27,8 +27,7 @@ pytestmark = pytest.mark.live
 
 def port_in_use_fix(port: int) -> str:
     return (
-        f"Run `inv free-port --port {port} --kill` to stop it,"
-        " `inv run --port auto` to take the next free port, or set PORT\n"
+        f"`inv free-port --port {port} --kill` ends it, `inv run --port auto` takes the next free port, or set PORT\n"
     )
 
 
@@ -54,9 +53,7 @@ def test_busy_port_exits_1_naming_the_holder_before_touching_the_database(tmp_pa
 
         assert holder.running()
     assert result.returncode == 1
-    assert result.stderr.startswith(
-        f"error PORT_IN_USE: Cannot listen on 127.0.0.1:{port}: address already in use by pid {holder.pid} ("
-    )
+    assert result.stderr.startswith(f"error PORT_IN_USE: port {port} on 127.0.0.1 is in use by pid {holder.pid} (")
     assert result.stderr.endswith(port_in_use_fix(port))
     assert result.stderr.count("\n") == 1  # one line, no traceback, no log before it
     assert not database.exists()  # the database was never opened
@@ -68,7 +65,7 @@ def test_port_option_busy_names_the_holder_too(tmp_path: Path) -> None:
         result = inv("run", "--port", str(port), env=run_env(tmp_path / "todo.sqlite3", PORT=str(free_port())))
 
     assert result.returncode == 1
-    assert f"address already in use by pid {holder.pid} (" in result.stderr
+    assert f"port {port} on 127.0.0.1 is in use by pid {holder.pid} (" in result.stderr
 
 
 def test_port_auto_serves_on_the_next_free_port_and_says_which(database_url: str) -> None:

@@ -27,10 +27,11 @@ from backend.diagnostics.ports import ipv6_available
 from backend.migrations import LATEST_VERSION
 from backend.settings import Settings
 from tests.support import pgcluster
+from tests.support.apps import server_env
 from tests.support.live import LiveServer, free_port, hold_port, run_to_exit, stop_process
 from tests.support.pgcluster import PostgresCluster
-from tests.support.suite import IN_CI
-from tests.support.tokens import SECRET
+from tests.support.protocol import PROBLEM, bearer
+from tests.support.suite import unavailable
 
 pytestmark = pytest.mark.live
 
@@ -44,13 +45,7 @@ needs_ipv6 = pytest.mark.skipif(not ipv6_available(), reason="IPv6 is not availa
 @pytest.fixture(scope="module")
 def server_settings(database_url: str) -> dict[str, str]:
     """The environment every live server gets, on top of "every other setting empty"."""
-    return {
-        "APP_ENV": "development",
-        "DATABASE_URL": database_url,
-        "BETTER_AUTH_SECRET": SECRET,
-        "LOG_LEVEL": "info",
-        "DB_CONNECT_RETRY_SECONDS": "0",
-    }
+    return server_env(database_url)
 
 
 @pytest.fixture
@@ -82,9 +77,8 @@ def new_user() -> str:
     return f"live-{uuid.uuid4().hex[:12]}"
 
 
-def bearer(settings: Settings, user: str) -> dict[str, str]:
-    token = mint_token(settings, user, email=f"{user}@example.com", name="Live")
-    return {"Authorization": f"Bearer {token}"}
+def minted_bearer(settings: Settings, user: str) -> dict[str, str]:
+    return bearer(mint_token(settings, user, email=f"{user}@example.com", name="Live"))
 
 
 def assert_no_traceback(stderr: str) -> None:
@@ -117,7 +111,7 @@ def test_ready_returns_200_naming_each_check(shared: LiveServer, http: httpx.Cli
 @needs_ipv6
 def test_task_created_over_ipv4_is_listed_over_ipv6_with_a_dev_token(shared: LiveServer, http: httpx.Client) -> None:
     user = new_user()
-    auth = bearer(shared.settings, user)
+    auth = minted_bearer(shared.settings, user)
 
     created = http.post(f"{shared.url}/api/{user}/tasks", json={"title": "  Ship it  "}, headers=auth)
     listed = http.get(f"{shared.url6}/api/{user}/tasks", headers=auth)
@@ -137,7 +131,7 @@ def test_request_without_token_is_refused_with_401_over_the_wire(shared: LiveSer
     response = http.get(f"{shared.url}/api/alice/tasks")
 
     assert response.status_code == 401
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-type"] == PROBLEM
     assert response.headers["www-authenticate"].startswith("Bearer ")
     assert response.json()["code"] == "TOKEN_MISSING"
 
@@ -192,7 +186,7 @@ def test_signal_while_idle_exits_0_promptly_and_says_stopped_cleanly(
 def test_sigterm_during_slow_upload_lets_the_request_finish_then_exits_0(server: LiveServer) -> None:
     user = new_user()
     body = json.dumps({"title": "Written during shutdown"}).encode()
-    upload = SlowUpload.open(server, f"/api/{user}/tasks", bearer(server.settings, user), body)
+    upload = SlowUpload.open(server, f"/api/{user}/tasks", minted_bearer(server.settings, user), body)
     try:
         upload.send(body[:10])
         time.sleep(0.5)  # hypercorn has parsed the headers: the request is in flight
@@ -242,7 +236,7 @@ def test_workers_serve_both_addresses_and_stop_cleanly_on_sigterm(
         # /ready answers from whichever worker is asked: wait for both workers' "Ready" (after the parent's).
         server.wait_for_output("Ready: ", count=3, timeout=20)
         user = new_user()
-        auth = bearer(server.settings, user)
+        auth = minted_bearer(server.settings, user)
 
         created = http.post(f"{server.url6}/api/{user}/tasks", json={"title": "From a worker"}, headers=auth)
         listed = http.get(f"{server.url}/api/{user}/tasks", headers=auth)
@@ -273,9 +267,7 @@ def test_workers_with_a_missing_database_exit_1_naming_it(
 def password_cluster() -> Iterator[PostgresCluster]:
     """A cluster of this module's own that asks role `app` (owner of database `todo`) for its password."""
     if not pgcluster.available():
-        if IN_CI:
-            pytest.fail("initdb/pg_ctl not found")
-        pytest.skip("initdb/pg_ctl not found")
+        unavailable("initdb/pg_ctl not found")
     cluster = PostgresCluster(hba="local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
     cluster.start()
     cluster.psql(f"CREATE ROLE app LOGIN PASSWORD '{APP_PASSWORD}'")
@@ -409,11 +401,9 @@ def test_busy_port_exits_1_naming_the_holder_and_inv_free_port(server_settings: 
         stop_process(holder)
 
     assert status == 1, stderr
-    assert (
-        f"error PORT_IN_USE: Cannot listen on 127.0.0.1:{port}: address already in use by pid {holder.pid} (" in stderr
-    )
+    assert f"error PORT_IN_USE: port {port} on 127.0.0.1 is in use by pid {holder.pid} (" in stderr
     assert "http.server" in stderr
-    assert f"Run `inv free-port --port {port} --kill` to stop it" in stderr
+    assert f"`inv free-port --port {port} --kill` ends it" in stderr
     assert_no_traceback(stderr)
 
 
@@ -427,7 +417,7 @@ def test_port_busy_on_ipv6_only_exits_1_naming_the_ipv6_address(server_settings:
         stop_process(holder)
 
     assert status == 1, stderr
-    assert f"error PORT_IN_USE: Cannot listen on [::1]:{port}: address already in use by pid {holder.pid} (" in stderr
+    assert f"error PORT_IN_USE: port {port} on ::1 is in use by pid {holder.pid} (" in stderr
     assert_no_traceback(stderr)
 
 
@@ -493,7 +483,7 @@ def test_while_database_is_retried_health_is_200_ready_503_and_sigterm_exits_0(
         server.wait_healthy()
 
         ready = http.get(f"{server.url}/ready")
-        api = http.get(f"{server.url}/api/alice/tasks", headers=bearer(server.settings, "alice"))
+        api = http.get(f"{server.url}/api/alice/tasks", headers=minted_bearer(server.settings, "alice"))
         status = server.stop(signal.SIGTERM)
 
         assert ready.status_code == 503

@@ -22,13 +22,14 @@ from backend.diagnostics.ports import (
     PortHolder,
     PortReservedError,
     checked_hosts,
+    host_port,
     is_forbidden,
     is_in_use,
     open_listener,
     port_holders,
     winerror_note,
 )
-from backend.diagnostics.results import Result, fail, ok
+from backend.diagnostics.results import Result, fail, found, ok
 from backend.errors import AppError, PortInUseError
 from backend.settings import Settings
 
@@ -62,12 +63,12 @@ def check_port(settings: Settings) -> list[Result]:
 
 def listen_error(host: str, port: int, error: OSError) -> AppError:
     """Why `inv run` cannot listen on host:port, naming the holder or the reservation and the way out."""
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    shown = host_port(host, port)
     holders = port_holders(port) if is_in_use(error) or is_forbidden(error) else []
     if is_forbidden(error) and not holders:
         return PortReservedError(f"Cannot listen on {shown}: {_reserved_text(error)}", _RESERVED_FIX)
     if is_in_use(error) or is_forbidden(error):
-        return _in_use_error(shown, port, error, holders)
+        return _in_use_error(host, port, error, holders)
     if error.errno == errno.EACCES:
         return ListenError(
             f"Cannot listen on {shown}: permission denied (ports below 1024 need privileges)",
@@ -79,20 +80,15 @@ def listen_error(host: str, port: int, error: OSError) -> AppError:
     )
 
 
-def _in_use_error(shown: str, port: int, error: OSError, holders: list[PortHolder] | None) -> PortInUseError:
-    note = winerror_note(error)
+def _in_use_error(host: str, port: int, error: OSError, holders: list[PortHolder] | None) -> PortInUseError:
     ours = running_backend(port, holders)
     if ours is not None:
+        where = host_port(host, port)
         return PortInUseError(
-            f"Cannot listen on {shown}: this backend is already running there ({ours}){note}",
+            f"Cannot listen on {where}: this backend is already running there ({ours}){winerror_note(error)}",
             "use that one, stop it (Ctrl+C where it runs), or start another with `inv run --port auto`",
         )
-    holder = ", ".join(h.describe() for h in holders or []) or "another process"
-    return PortInUseError(
-        f"Cannot listen on {shown}: address already in use{note} by {holder}",
-        f"Run `inv free-port --port {port} --kill` to stop it,"
-        " `inv run --port auto` to take the next free port, or set PORT",
-    )
+    return port_in_use(port, host, holders, winerror_note(error))
 
 
 def _in_use(port: int, busy: list[str], note: str) -> Result:
@@ -100,17 +96,18 @@ def _in_use(port: int, busy: list[str], note: str) -> Result:
     ours = running_backend(port, holders)
     if ours is not None:
         return ok(CHECK, f"port {port} is served by this backend, already running ({ours})")
+    return found(CHECK, port_in_use(port, ", ".join(busy), holders, note).problem)
+
+
+def port_in_use(port: int, where: str, holders: list[PortHolder] | None, note: str = "") -> PortInUseError:
+    """PORT_IN_USE, in the same words for `inv run` and `inv env-check`: who holds it, and the ways out."""
     if holders:
         who = ", ".join(holder.describe() for holder in holders)
     else:
         who = "a process the OS does not name (another user's, or in a container; try with sudo)"
-    return fail(
-        CHECK,
-        code="PORT_IN_USE",
-        message=f"port {port} on {', '.join(busy)} is in use{note} by {who}",
-        fix=(
-            f"`inv free-port --port {port} --kill` ends it, `inv run --port auto` takes the next free port, or set PORT"
-        ),
+    return PortInUseError(
+        f"port {port} on {where} is in use{note} by {who}",
+        f"`inv free-port --port {port} --kill` ends it, `inv run --port auto` takes the next free port, or set PORT",
     )
 
 

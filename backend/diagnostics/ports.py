@@ -269,3 +269,8 @@ def next_free_port(start: int, hosts: Iterable[str] = ()) -> int:
         if is_free(port, hosts):
             return port
     raise NoFreePortError(start, HIGHEST_PORT, hosts)
+
+
+def host_port(host: str, port: int) -> str:
+    """`host:port` as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
