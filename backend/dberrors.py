@@ -56,10 +56,15 @@ def classify(error: BaseException, target: DatabaseTarget) -> DatabaseUnreachabl
         return error
     where = f"{target.host}:{target.port}"
     if isinstance(error, sqlite3.Error):
-        return sqlite_unusable(target.sqlite_path, str(error), transient="locked" in str(error))
+        return sqlite_unusable(target.sqlite_path, str(error), transient=sqlite_busy(error))
     if isinstance(error, asyncpg.PostgresError):
         return _refused_by_server(error, target, where) or _rejected_by_server(error, target, where)
     return _tls_failure(error, target, where) or _network_failure(error, target, where)
+
+
+def sqlite_busy(error: sqlite3.Error) -> bool:
+    """SQLite's file is locked by another connection's write: the one judgement of "busy"."""
+    return "locked" in str(error)
 
 
 def sqlite_unusable(path: Path | None, reason: str, *, transient: bool = False) -> DatabaseUnreachableError:

@@ -20,7 +20,7 @@ from typing import Any
 
 import databases
 
-from backend.dberrors import LOST, SLOW, Call, Failure
+from backend.dberrors import LOST, SLOW, Call, Failure, sqlite_busy
 from backend.dburl import DatabaseTarget
 from backend.settings import Settings
 
@@ -82,7 +82,7 @@ class SqliteDriver:
         """A busy or unreadable file is worth another try; any other SQLite error is the query's."""
         if isinstance(error, TimeoutError):
             return Failure(SLOW, never_ran=False)
-        if isinstance(error, sqlite3.OperationalError) and _is_busy(error):
+        if isinstance(error, sqlite3.OperationalError) and (sqlite_busy(error) or _unreadable(error)):
             return Failure(LOST, never_ran=False)
         if isinstance(error, OSError):
             return Failure(LOST, never_ran=False)
@@ -105,6 +105,7 @@ def _utc_text(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _is_busy(error: sqlite3.OperationalError) -> bool:
+def _unreadable(error: sqlite3.OperationalError) -> bool:
+    """The file could not be read this time (moved, on a disk that hiccuped): the next statement opens it again."""
     message = str(error)
-    return "locked" in message or "unable to open" in message or "disk I/O" in message
+    return "unable to open" in message or "disk I/O" in message

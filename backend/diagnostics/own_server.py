@@ -61,8 +61,6 @@ def _is_entry_point(argv: Sequence[str]) -> bool:
     module = names.index("-m") + 1 if "-m" in names else -1
     if 0 < module < len(names) and names[module] == "backend":
         return True
-    if "-c" in names and any("backend.server" in arg for arg in argv):  # the `--reload` child
-        return True
     runner = next((i for i, name in enumerate(names) if name in ("inv", "invoke", "inv.exe", "invoke.exe")), -1)
     return runner >= 0 and "run" in names[runner + 1 :]
 
