@@ -2,7 +2,10 @@
 
 Startup never blocks the server: the lifespan starts a task that connects to
 the database (retrying transient failures) and applies migrations, while
-/health already answers 200 and the API answers 503 with Retry-After. The
+/health already answers 200 and the API answers 503 with Retry-After. That
+task first imports, in a thread, what the requests and the database need
+beyond the port (the database driver, joserfc and cryptography, httpx: a
+third of the imports), so the port answers before they are loaded. The
 outcome lands in the app's `Startup` (backend/state.py): a server watching it
 stops with the named cause of a permanent failure (bad password, missing
 database...) or, with WORKERS > 1, hands over once it is ready; unwatched, a
@@ -20,7 +23,6 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from backend import openapi
-from backend.auth import TokenVerifier
 from backend.database import Database
 from backend.diagnostics.database_check import check_tls
 from backend.endpoints import dev, health, me, tasks
@@ -33,6 +35,7 @@ from backend.errors import (
 )
 from backend.middleware import middleware
 from backend.migrations import LATEST_VERSION, connect_and_migrate
+from backend.preload import preload
 from backend.settings import Settings, load_settings, weak_secret_warning
 from backend.shutdown import quiet_cancelled_callbacks
 from backend.state import AppState, app_state, keep_state
@@ -63,7 +66,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # header (`http://evil.example/...`, and always http). A trailing slash is a 404 naming the path
     # without it instead (backend/errors.py; docs/api.md says why not a relative redirect).
     app.router.redirect_slashes = False
-    keep_state(app, AppState(settings=settings, db=Database(settings), verifier=TokenVerifier(settings)))
+    keep_state(app, AppState(settings=settings, db=Database(settings)))
     return app
 
 
@@ -79,8 +82,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         startup.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await startup
-        await state.verifier.aclose()
-        await state.db.disconnect()
+        await state.aclose()
 
 
 def _log_secret(settings: Settings) -> None:
@@ -92,6 +94,8 @@ def _log_secret(settings: Settings) -> None:
 
 async def _start(state: AppState) -> None:
     db = state.db
+    await asyncio.to_thread(preload, db.target)
+    state.verifier  # noqa: B018 - built now, not by the first request
     try:
         await connect_and_migrate(db, state.settings.db_connect_retry_seconds)
     except AppError as error:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import importlib
 import itertools
 import logging
 import random
@@ -83,19 +84,23 @@ class Driver(Protocol):
     def describe(self) -> str: ...
 
 
+# Each engine's driver, by dialect: its module is imported only when chosen (or preloaded).
+_DRIVERS: Final = {
+    "sqlite": ("backend.sqlitedriver", "SqliteDriver"),
+    "postgresql": ("backend.pgdriver", "PostgresDriver"),
+}
+
+
+def driver_module(target: DatabaseTarget) -> str:
+    """The module of the driver for `target`: asyncpg's, or `databases` (and SQLAlchemy) for SQLite."""
+    return _DRIVERS[target.dialect][0]
+
+
 def driver_for(target: DatabaseTarget, settings: Settings) -> Driver:
-    """The one place that chooses between the engines.
-
-    Each driver is imported here, when chosen: the other's library is never
-    loaded (`databases` brings SQLAlchemy, about a quarter of the imports).
-    """
-    if target.dialect == "sqlite":
-        from backend.sqlitedriver import SqliteDriver
-
-        return SqliteDriver(target, settings)
-    from backend.pgdriver import PostgresDriver
-
-    return PostgresDriver(target, settings)
+    """The one place that chooses between the engines; the other's library is never loaded."""
+    module, name = _DRIVERS[target.dialect]
+    driver: Driver = getattr(importlib.import_module(module), name)(target, settings)
+    return driver
 
 
 class Database:
@@ -104,13 +109,21 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.target: DatabaseTarget = parse_database_url(settings.database_url)
         self.dialect = self.target.dialect
-        self.driver = driver_for(self.target, settings)
+        self._settings = settings
+        self._driver: Driver | None = None
         self._pool_size = settings.db_pool_size
         self._pool_timeout = settings.db_pool_timeout
 
     @property
+    def driver(self) -> Driver:
+        """The engine's driver, built at first use: its library is imported then, unless preloaded."""
+        if self._driver is None:
+            self._driver = driver_for(self.target, self._settings)
+        return self._driver
+
+    @property
     def is_connected(self) -> bool:
-        return self.driver.is_connected
+        return self._driver is not None and self._driver.is_connected
 
     def describe(self) -> str:
         """How it talks to the database, for the startup log."""
@@ -144,7 +157,8 @@ class Database:
 
     async def disconnect(self) -> None:
         """Close the connections; those still busy after DB_POOL_TIMEOUT are cut."""
-        await self.driver.disconnect(self._pool_timeout)
+        if self._driver is not None:
+            await self._driver.disconnect(self._pool_timeout)
 
     async def fetch_all(self, query: str, values: dict[str, Any] | None = None) -> list[Row]:
         return list(await self._run("fetch", query, values))

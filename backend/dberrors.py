@@ -16,13 +16,14 @@ import socket
 import sqlite3
 import ssl
 from pathlib import Path
-from typing import Final, Literal
-
-import asyncpg
+from typing import TYPE_CHECKING, Final, Literal
 
 from backend.dbtls import TlsPolicy, certificate_failure, tls_unavailable_fix
 from backend.dburl import DatabaseTarget
 from backend.errors import DatabaseUnreachableError
+
+if TYPE_CHECKING:
+    import asyncpg
 
 # Kinds of statement failure.
 LOST: Final = "lost"  # the connection or the database went away (or SQLite's file was busy)
@@ -57,6 +58,10 @@ def classify(error: BaseException, target: DatabaseTarget) -> DatabaseUnreachabl
     where = f"{target.host}:{target.port}"
     if isinstance(error, sqlite3.Error):
         return sqlite_unusable(target.sqlite_path, str(error), transient=sqlite_busy(error))
+    # asyncpg is imported in the functions that need it: this module is loaded before the
+    # port answers, asyncpg only after (backend/preload.py), or here at the first error.
+    import asyncpg
+
     if isinstance(error, asyncpg.PostgresError):
         return _refused_by_server(error, target, where) or _rejected_by_server(error, target, where)
     return _tls_failure(error, target, where) or _network_failure(error, target, where)
@@ -77,6 +82,8 @@ def sqlite_unusable(path: Path | None, reason: str, *, transient: bool = False) 
 
 
 def _tls_failure(error: BaseException, target: DatabaseTarget, where: str) -> DatabaseUnreachableError | None:
+    import asyncpg
+
     if isinstance(error, asyncpg.ClientConfigurationError) and "root certificate" in str(error):
         return DatabaseUnreachableError(
             "DB_TLS_ROOT_CERT_MISSING",
@@ -146,6 +153,8 @@ def _refused_by_server(
     error: asyncpg.PostgresError, target: DatabaseTarget, where: str
 ) -> DatabaseUnreachableError | None:
     """The server's answers that have an exception class of their own in asyncpg."""
+    import asyncpg
+
     if isinstance(error, asyncpg.InvalidPasswordError):
         return DatabaseUnreachableError(
             "DB_AUTH_FAILED",
@@ -177,6 +186,8 @@ def _refused_by_server(
 
 def _rejected_by_server(error: asyncpg.PostgresError, target: DatabaseTarget, where: str) -> DatabaseUnreachableError:
     """The server's answers told apart by their text: pg_hba.conf and missing roles share a SQLSTATE."""
+    import asyncpg
+
     message = str(error)
     if "no pg_hba.conf entry" in message and "no encryption" in message:
         return DatabaseUnreachableError(

@@ -48,7 +48,6 @@ from hypercorn.config import Config, Sockets
 from hypercorn.typing import ASGIFramework
 
 from backend.app import create_app
-from backend.diagnostics.auth_check import log_auth_check
 from backend.diagnostics.port_check import listen_error
 from backend.diagnostics.ports import (
     HIGHEST_PORT,
@@ -172,6 +171,8 @@ class Server:
     async def _check_auth(self, startup: Startup, *, at_once: bool) -> None:
         """Say what Better Auth's key URL answers: once ready (it may start after us), or `at_once`."""
         if at_once or await startup.watch() is None:
+            from backend.diagnostics.auth_check import log_auth_check  # httpx, joserfc: preloaded by then
+
             await log_auth_check(self.settings)
 
     def _hint_for_newcomers(self) -> None:

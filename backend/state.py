@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Final
 from starlette.applications import Starlette
 
 if TYPE_CHECKING:
-    from backend.auth import TokenVerifier
     from backend.database import Database
     from backend.errors import AppError
     from backend.settings import Settings
+    from backend.verifier import TokenVerifier
 
 _NAME: Final = "backend"
 
@@ -54,10 +54,29 @@ class AppState:
 
     settings: Settings
     db: Database
-    verifier: TokenVerifier
     startup: Startup = dataclasses.field(default_factory=Startup)
     # Built on the first request for it: the routes are fixed by then.
     openapi: dict[str, Any] | None = None
+    _verifier: TokenVerifier | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def verifier(self) -> TokenVerifier:
+        """The token verifier, built at first use (the app's startup uses it first, see backend/app.py)."""
+        if self._verifier is None:
+            from backend.verifier import TokenVerifier  # joserfc and cryptography: imported after the port answers
+
+            self._verifier = TokenVerifier(self.settings)
+        return self._verifier
+
+    @verifier.setter
+    def verifier(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    async def aclose(self) -> None:
+        """Close what the app opened: the key fetcher's connections, then the database."""
+        if self._verifier is not None:
+            await self._verifier.aclose()
+        await self.db.disconnect()
 
 
 def keep_state(app: Starlette, state: AppState) -> None:

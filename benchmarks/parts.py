@@ -34,7 +34,7 @@ RULES: tuple[Rule, ...] = (
     ("token: Ed25519 signature check (OpenSSL via joserfc)", _in("joserfc/_rfc8037/", "cryptography/")),
     ("token: JWKS key lookup (backend/jwks.py)", _in("backend/jwks.py")),
     ("token: the verified-token cache (backend/tokencache.py, hashlib)", _in("backend/tokencache.py", "hashlib")),
-    ("token: split, base64, JSON, claims (joserfc, backend/auth.py)", _in("joserfc/", "backend/auth.py")),
+    ("token: split, base64, JSON, claims (joserfc, backend/verifier.py)", _in("joserfc/", "backend/verifier.py")),
     ("JSON encode (msgspec)", _named("JSONResponse.render")),
     (
         "pool acquire/release and the line (backend/pgpool.py; databases)",

@@ -27,13 +27,13 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-import backend.auth
+import backend.verifier
 from backend.app import create_app
-from backend.auth import TokenVerifier
 from backend.cors import CorsPolicy
 from backend.middleware import REQUEST_IDS, RequestMiddleware
 from backend.pgpool import ConnectionPool
 from backend.schemas import Task
+from backend.verifier import TokenVerifier
 from benchmarks.tokens import SECRET, Provider
 
 Pieces = list[tuple[str, Callable[[], Any]]]
@@ -64,7 +64,7 @@ async def eddsa(provider: Provider) -> Pieces:
         ("ours: TokenVerifier.verify, a token seen before (the cache)", lambda: cached.verify(token)),
         ("ours: TokenVerifier.verify, TOKEN_CACHE_SIZE=0 (keys cached)", lambda: verifier.verify(token)),
         ("  of which: the key lookup, KeyCache.get(kid)", lambda: verifier.keys.get(kid)),
-        ("  of which: the token split and decoded (once)", lambda: backend.auth._compact(token)),
+        ("  of which: the token split and decoded (once)", lambda: backend.verifier._compact(token)),
         ("joserfc: jwt.decode + claims registry", lambda: _joserfc(token, found.key, "EdDSA", registry, provider.url)),
         ("PyJWT: jwt.decode with a PyJWK (the peer, key in hand)", lambda: _pyjwt(token, pyjwk, "EdDSA", provider.url)),
         (

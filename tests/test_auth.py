@@ -20,8 +20,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import Key, OctKey
 
-from backend.auth import MAX_TOKEN_LENGTH
 from backend.settings import Settings
+from backend.verifier import MAX_TOKEN_LENGTH
 from tests.support.apps import running_client
 from tests.support.jwks_server import JWKSServer, generate_key, sign
 from tests.support.protocol import CHALLENGE, PROBLEM, bearer

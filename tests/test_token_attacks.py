@@ -23,8 +23,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from backend.auth import MAX_TOKEN_LENGTH
 from backend.settings import Settings
+from backend.verifier import MAX_TOKEN_LENGTH
 from tests.support.jwks_server import JWKSServer, generate_key, sign
 from tests.support.live import LiveServer
 from tests.support.protocol import CHALLENGE, bearer

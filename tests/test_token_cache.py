@@ -19,10 +19,11 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from backend.auth import LEEWAY_SECONDS, Principal, TokenVerifier
+from backend.auth import Principal
 from backend.errors import ApiError, SettingsError
 from backend.jwks import KeyCache
 from backend.settings import Settings, build_settings
+from backend.verifier import LEEWAY_SECONDS, TokenVerifier
 from tests.support.jwks_server import JWKSServer, generate_key, sign
 from tests.support.live import LiveServer
 from tests.support.protocol import bearer

@@ -20,10 +20,8 @@ from typing import Final
 from backend.database import Database
 from backend.dberrors import classify, sqlite_unusable
 from backend.dburl import DatabaseTarget, parse_database_url
-from backend.diagnostics.pooler_check import find_pooler, pooler_result
 from backend.diagnostics.results import Result, fail, found, ok, warn
 from backend.migrations import LATEST_VERSION, current_version
-from backend.pgdriver import PostgresDriver
 from backend.settings import Settings, is_loopback_host
 
 CHECK: Final = "database"
@@ -56,8 +54,13 @@ async def check_database(settings: Settings, *, seconds: float = 3.0) -> list[Re
 
 async def _pooler(db: Database, seconds: float) -> list[Result]:
     """The pooler line on PostgreSQL when there is one to talk about; none when the probe itself fails."""
-    if not isinstance(db.driver, PostgresDriver):
+    if db.dialect != "postgresql":
         return []
+    # asyncpg's: imported when the check runs (the server imports this module for `check_tls`).
+    from backend.diagnostics.pooler_check import find_pooler, pooler_result
+    from backend.pgdriver import PostgresDriver
+
+    assert isinstance(db.driver, PostgresDriver)
     try:
         async with asyncio.timeout(seconds + 1):
             finding = await find_pooler(db.driver.open_connection)

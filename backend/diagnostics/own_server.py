@@ -17,9 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-import httpx
-import psutil
-
 from backend.diagnostics.ports import PortHolder
 from backend.errors import is_own_problem
 from backend.settings import ROOT
@@ -42,6 +39,8 @@ def running_backend(port: int, holders: Sequence[PortHolder] | None) -> str | No
 
 def _is_ours(holder: PortHolder) -> bool | None:
     """Whether the holder runs this checkout's server; None when the OS will not say."""
+    import psutil
+
     assert holder.pid is not None
     try:
         process = psutil.Process(holder.pid)
@@ -70,6 +69,8 @@ def _inside_checkout(cwd: str) -> bool:
 
 
 def _answers_like_us(port: int) -> bool:
+    import httpx
+
     try:
         # trust_env off: a developer's HTTP_PROXY must not carry a loopback probe elsewhere.
         response = httpx.get(f"http://127.0.0.1:{port}{_PROBE_PATH}", timeout=PROBE_SECONDS, trust_env=False)

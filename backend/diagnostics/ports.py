@@ -9,6 +9,9 @@ Windows reports a failed bind with Winsock codes: WinError 10048 for a port in
 use, and WinError 10013 ("forbidden by its access permissions") for a port
 inside a range Windows reserved for Hyper-V, WSL or Docker, which no process
 holds, and which changes on each reboot. `is_in_use` and `is_reserved` read them.
+
+psutil is imported by the functions that ask it, when a port is taken: the
+server imports this module before its port answers, and most starts find it free.
 """
 
 from __future__ import annotations
@@ -20,8 +23,6 @@ import socket
 import sys
 from collections.abc import Iterable
 from typing import Final
-
-import psutil
 
 from backend.errors import AppError, PortInUseError, quoted
 from backend.settings import LOOPBACK_HOSTS
@@ -113,6 +114,8 @@ def parse_port(value: str, option: str = "--port") -> int:
 
 def port_holders(port: int) -> list[PortHolder] | None:
     """Processes listening on `port` on any address; None when the OS will not tell (macOS without root)."""
+    import psutil
+
     addresses: dict[int | None, list[str]] = {}
     try:
         connections = psutil.net_connections(kind="tcp")
@@ -131,6 +134,8 @@ def port_holders(port: int) -> list[PortHolder] | None:
 
 
 def _own_listeners(port: int) -> list[tuple[int, str]]:
+    import psutil
+
     found: list[tuple[int, str]] = []
     for process in psutil.process_iter():
         try:
@@ -147,6 +152,8 @@ def _own_listeners(port: int) -> list[tuple[int, str]]:
 
 def closing_connections(port: int) -> int:
     """Connections on local port `port` in TIME_WAIT: they fail a bind without SO_REUSEADDR for up to a minute."""
+    import psutil
+
     try:
         connections = psutil.net_connections(kind="tcp")
     except (psutil.AccessDenied, PermissionError):
@@ -157,6 +164,8 @@ def closing_connections(port: int) -> int:
 
 
 def _holder(pid: int | None, addresses: tuple[str, ...]) -> PortHolder:
+    import psutil
+
     if pid is None:
         return PortHolder(None, addresses=addresses)
     try:

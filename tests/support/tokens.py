@@ -16,9 +16,9 @@ from joserfc import jwt
 from joserfc.jwk import Key, OctKey
 from starlette.applications import Starlette
 
-from backend.auth import TokenVerifier
 from backend.jwks import KeyCache
 from backend.settings import Settings
+from backend.verifier import TokenVerifier
 from tests.support.jwks_server import JWKSServer, sign
 from tests.support.protocol import CHALLENGE, PROBLEM, bearer
 
