@@ -26,6 +26,8 @@ class Summary:
     non_2xx: int
     socket_errors: int
     runs: int
+    rps_min: float = 0.0  # the slowest and fastest run: the noise band
+    rps_max: float = 0.0
 
     @classmethod
     def of(cls, scenario: str, server: str, results: Sequence[Result]) -> Summary:
@@ -38,18 +40,21 @@ class Summary:
             sum(r.non_2xx for r in results),
             sum(r.socket_errors for r in results),
             len(results),
+            min(r.rps for r in results),
+            max(r.rps for r in results),
         )
 
 
 def table(summaries: Iterable[Summary]) -> str:
     lines = [
-        "| scenario | server | req/s | p50 ms | p99 ms | non-2xx | socket errors/timeouts |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| scenario | server | req/s | runs: slowest-fastest req/s | p50 ms | p99 ms | non-2xx "
+        "| socket errors/timeouts |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:
         lines.append(
-            f"| {s.scenario} | {s.server} | {s.rps:,.0f} | {s.p50_ms:.1f} | {s.p99_ms:.1f} | {s.non_2xx} "
-            f"| {s.socket_errors} |"
+            f"| {s.scenario} | {s.server} | {s.rps:,.0f} | {s.rps_min:,.0f}-{s.rps_max:,.0f} | {s.p50_ms:.1f} "
+            f"| {s.p99_ms:.1f} | {s.non_2xx} | {s.socket_errors} |"
         )
     return "\n".join(lines)
 
