@@ -29,6 +29,7 @@ from backend.errors import AppError, SettingsError
 from backend.http1 import serve_http1_only
 from backend.launch import Launch
 from backend.logs import configure_logging
+from backend.preload import preload
 from backend.state import app_state
 from backend.worker_failure import WorkerFailures
 
@@ -69,7 +70,11 @@ def worker_app(failures: str, overrides: str) -> ASGIApp:
         _end_worker(folder, error)
     configure_logging(settings.log_level)
     serve_http1_only()  # the parent checked it before starting this worker
-    return _EndOnFailedStart(create_app(settings), folder)
+    app = create_app(settings)
+    # Here, before this worker accepts: the parent already answers, and every moment a worker
+    # serves before its startup is done is a 503 for a request that could have waited.
+    preload(app_state(app).db.target)
+    return _EndOnFailedStart(app, folder)
 
 
 class _EndOnFailedStart:
