@@ -260,8 +260,11 @@ def hypercorn_config(settings: Settings, sockets: list[socket.socket]) -> Config
     # with each byte read: the body as a whole has its own deadline (backend/bodydeadline.py).
     config.read_timeout = 10
     # Better Auth copies the user record into its token (up to 16 KiB, see
-    # backend/auth.py); h11's default 16 KiB head limit would leave no room for cookies.
+    # backend/verifier.py); h11's default 16 KiB head limit would leave no room for cookies.
     config.h11_max_incomplete_size = 32 * 1024
+    # A worker's lifespan startup lasts until its app is connected and migrated (backend/workers.py):
+    # longer than the app's own retry budget, so that the app, not this timer, names a failure.
+    config.startup_timeout = settings.db_connect_retry_seconds + settings.db_connect_timeout + 30
     return config
 
 

@@ -11,7 +11,6 @@ encoded because the path splits on colons (`HOST=::1`).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -22,14 +21,13 @@ from typing import NoReturn
 from hypercorn.config import Config
 from hypercorn.run import run
 from starlette.applications import Starlette
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.app import create_app
 from backend.errors import AppError, SettingsError
 from backend.http1 import serve_http1_only
 from backend.launch import Launch
 from backend.logs import configure_logging
-from backend.preload import preload
 from backend.state import app_state
 from backend.worker_failure import WorkerFailures
 
@@ -70,30 +68,35 @@ def worker_app(failures: str, overrides: str) -> ASGIApp:
         _end_worker(folder, error)
     configure_logging(settings.log_level)
     serve_http1_only()  # the parent checked it before starting this worker
-    app = create_app(settings)
-    # Here, before this worker accepts: the parent already answers, and every moment a worker
-    # serves before its startup is done is a 503 for a request that could have waited.
-    preload(app_state(app).db.target)
-    return _EndOnFailedStart(app, folder)
+    return _EndOnFailedStart(create_app(settings), folder)
 
 
 class _EndOnFailedStart:
-    """Watches the app's startup from its lifespan on, and ends the worker if it fails."""
+    """Holds the worker's lifespan startup until the app is ready, and ends the worker if it fails.
+
+    Hypercorn accepts connections only once the lifespan startup is complete: a
+    worker that said so at once (as the app does, so that one process answers
+    `/health` while it connects) would take requests before it is connected and
+    answer them 503, though the parent was ready when it handed over.
+    """
 
     def __init__(self, app: Starlette, failures: WorkerFailures) -> None:
         self.app = app
         self.failures = failures
-        self.watching: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            self.watching = asyncio.create_task(self._watch())
-        await self.app(scope, receive, send)
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
 
-    async def _watch(self) -> None:
-        error = await app_state(self.app).startup.watch()
-        if error is not None:
-            _end_worker(self.failures, error)
+        async def send_when_ready(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                error = await app_state(self.app).startup.watch()
+                if error is not None:
+                    _end_worker(self.failures, error)
+            await send(message)
+
+        await self.app(scope, receive, send_when_ready)
 
 
 def _end_worker(failures: WorkerFailures, error: AppError) -> NoReturn:

@@ -140,10 +140,15 @@ class PgBouncer:
         self.remove()
 
     def _pid(self) -> int:
-        try:
-            return int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            raise PgBouncerError(f"pgbouncer wrote no pid file:\n{self.log_text()[-2000:]}") from None
+        """pgbouncer's own pid (under runuser, the child's is runuser's); it writes the file just after it listens."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                return int(self.pidfile.read_text().strip())
+            except (OSError, ValueError):
+                if time.monotonic() > deadline:
+                    raise PgBouncerError(f"pgbouncer wrote no pid file:\n{self.log_text()[-2000:]}") from None
+                time.sleep(0.02)
 
     def _wait_listening(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
