@@ -155,11 +155,18 @@ async def burst(http: httpx.AsyncClient, server: LiveServer, user: User, size: i
 
 async def wait_ready(http: httpx.AsyncClient, server: LiveServer, within: float = 20.0) -> None:
     deadline = time.monotonic() + within
-    while (await http.get(f"{server.url}/ready")).status_code != 200:
+    while not await _answers_200(http, f"{server.url}/ready"):
         assert server.running(), server.stderr
         if time.monotonic() > deadline:
             raise AssertionError(f"/ready not 200 after {within}s:\n{server.stderr}")
         await asyncio.sleep(0.05)
+
+
+async def _answers_200(http: httpx.AsyncClient, url: str) -> bool:
+    try:
+        return (await http.get(url)).status_code == 200
+    except httpx.RemoteProtocolError:  # WORKERS>1: the parent closed its idle connection as it handed over
+        return False
 
 
 async def wait_refused(port: int, within: float = 10.0) -> None:

@@ -142,10 +142,11 @@ class LiveServer:
 
     def _answers_200(self, client: httpx.Client, path: str) -> bool:
         # With WORKERS>1 a connection can wait in the backlog while the workers
-        # start and take over from the parent: slow, not lost; the deadline decides.
+        # start and take over from the parent: slow, not lost; and the parent closes
+        # the idle keep-alive connection it answered on, as any server may. The deadline decides.
         try:
             return client.get(f"{self.url}{path}").status_code == 200
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, httpx.RemoteProtocolError):
             return False
 
     def wait_for_output(self, text: str, count: int = 1, timeout: float = START_TIMEOUT) -> None:
