@@ -95,7 +95,6 @@ def _log_secret(settings: Settings) -> None:
 async def _start(state: AppState) -> None:
     db = state.db
     await asyncio.to_thread(preload, db.target)
-    state.verifier  # noqa: B018 - built now, not by the first request
     try:
         await connect_and_migrate(db, state.settings.db_connect_retry_seconds)
     except AppError as error:

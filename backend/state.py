@@ -61,7 +61,7 @@ class AppState:
 
     @property
     def verifier(self) -> TokenVerifier:
-        """The token verifier, built at first use (the app's startup uses it first, see backend/app.py)."""
+        """The token verifier, built at first use: its libraries are imported by then (backend/preload.py)."""
         if self._verifier is None:
             from backend.verifier import TokenVerifier  # joserfc and cryptography: imported after the port answers
 
